@@ -1,0 +1,128 @@
+/**
+ * The simulator command, also `leasehold sim`.
+ * `npm run sim -- --seeds N [--seed-start S] [--jobs J]` runs N seeds and ends
+ * with `sim: N seeds, V violations`; `npm run sim -- --seed S --trace` replays
+ * one seed and prints its fault mix and full trace. A failing seed prints the
+ * one command that reproduces it. Exit code 1 when any seed has a violation.
+ */
+
+import { fork } from "node:child_process";
+import { parseArgs } from "node:util";
+import { describeMix, reproduceCommand, runSeed } from "./simulator.ts";
+
+/** The program that worker processes run: the `leasehold` command itself. */
+const WORKER_ENTRY = new URL("../../bin/leasehold.js", import.meta.url).pathname;
+
+interface Summary {
+  seeds: number;
+  violations: number;
+  failed: number[];
+  events: number;
+}
+
+function runRange(start: number, count: number, quiet: boolean): Summary {
+  const summary: Summary = { seeds: 0, violations: 0, failed: [], events: 0 };
+  for (let seed = start; seed < start + count; seed++) {
+    const res = runSeed(seed);
+    summary.seeds++;
+    summary.events += res.stats.events;
+    if (res.violations.length > 0) {
+      summary.violations += res.violations.length;
+      summary.failed.push(seed);
+      console.log(`FAIL ${describeMix(seed, res.mix)}`);
+      for (const v of res.violations) console.log(`  ${v.split("\n").join("\n  ")}`);
+      console.log(`  reproduce: ${reproduceCommand(seed)}`);
+    } else if (!quiet) {
+      const s = res.stats;
+      console.log(
+        `ok seed=${seed} events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown}`,
+      );
+    }
+  }
+  return summary;
+}
+
+async function runParallel(start: number, count: number, jobs: number): Promise<Summary> {
+  const per = Math.ceil(count / jobs);
+  const parts: Promise<Summary>[] = [];
+  for (let j = 0; j < jobs; j++) {
+    const s = start + j * per;
+    const n = Math.min(per, start + count - s);
+    if (n <= 0) continue;
+    parts.push(
+      new Promise((resolve, reject) => {
+        const child = fork(WORKER_ENTRY, ["sim", "--worker", "--seed-start", `${s}`, "--seeds", `${n}`], {
+          stdio: ["ignore", "pipe", "inherit", "ipc"],
+        });
+        child.stdout!.on("data", (b: Buffer) => process.stdout.write(b));
+        child.on("message", (m) => resolve(m as Summary));
+        child.on("exit", (code) => {
+          if (code !== 0) reject(new Error(`sim worker for seeds ${s}..${s + n - 1} exited with ${code}`));
+        });
+      }),
+    );
+  }
+  const all = await Promise.all(parts);
+  return all.reduce(
+    (a, b) => ({
+      seeds: a.seeds + b.seeds,
+      violations: a.violations + b.violations,
+      failed: [...a.failed, ...b.failed],
+      events: a.events + b.events,
+    }),
+    { seeds: 0, violations: 0, failed: [], events: 0 },
+  );
+}
+
+/** Runs the simulator command with the given arguments (without the program name). */
+export async function simMain(args: readonly string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: [...args],
+    options: {
+      seeds: { type: "string" },
+      "seed-start": { type: "string" },
+      seed: { type: "string" },
+      trace: { type: "boolean", default: false },
+      jobs: { type: "string" },
+      verbose: { type: "boolean", default: false },
+      worker: { type: "boolean", default: false },
+    },
+  });
+  if (values.seed !== undefined) {
+    const seed = Number(values.seed);
+    const res = runSeed(seed, values.trace ? { trace: (l) => console.log(l) } : {});
+    console.log(describeMix(seed, res.mix));
+    for (const v of res.violations) console.log(`VIOLATION ${v}`);
+    const s = res.stats;
+    console.log(
+      `stats: events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown} virtual=${s.virtualMs}ms`,
+    );
+    if (res.violations.length > 0) console.log(`reproduce: ${reproduceCommand(seed)}`);
+    console.log(`sim: 1 seeds, ${res.violations.length} violations`);
+    process.exitCode = res.violations.length > 0 ? 1 : 0;
+    return;
+  }
+  const count = Number(values.seeds ?? "100");
+  const start = Number(values["seed-start"] ?? "1");
+  if (!Number.isSafeInteger(count) || count <= 0 || !Number.isSafeInteger(start)) {
+    console.error("sim: --seeds must be a positive integer and --seed-start an integer");
+    process.exitCode = 2;
+    return;
+  }
+  if (values.worker) {
+    const summary = runRange(start, count, !values.verbose);
+    process.send!(summary);
+    return;
+  }
+  const jobs = Math.max(1, Number(values.jobs ?? "2"));
+  const t0 = performance.now();
+  const summary =
+    jobs === 1 ? runRange(start, count, !values.verbose) : await runParallel(start, count, jobs);
+  const secs = (performance.now() - t0) / 1000;
+  console.log(
+    `seeds ${start}..${start + count - 1}, ${summary.events} events, ${secs.toFixed(1)}s wall, ${jobs} jobs`,
+  );
+  if (summary.failed.length > 0) console.log(`failed seeds: ${summary.failed.join(" ")}`);
+  console.log(`sim: ${summary.seeds} seeds, ${summary.violations} violations`);
+  process.exitCode = summary.violations > 0 ? 1 : 0;
+}
