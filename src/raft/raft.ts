@@ -830,8 +830,13 @@ export class Raft {
     } else if (pr.state === "replicate") {
       pr.inflights.freeTo(m.index);
     }
-    if (this.maybeCommit()) this.bcastAppend();
-    else while (this.sendAppend(m.from, false)) {}
+    if (this.maybeCommit()) {
+      this.bcastAppend();
+    } else if (wasPaused) {
+      // The follower was waiting on us (probe or full window): it may not know the commit index yet.
+      this.sendAppend(m.from, true);
+    }
+    while (this.sendAppend(m.from, false)) {}
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
   }
 
@@ -922,6 +927,7 @@ export class Raft {
         );
         fresh.recentActive = true;
         this.prs.set(id, fresh);
+        this.sendAppend(id, true); // start catching the new member up now, not at the next heartbeat
       } else if (pr.isLearner !== isLearner) {
         // Promotion keeps the replication state; only the vote changes.
         const promoted = new Progress(pr.next, this.cfg.inflightMessagesMax, isLearner);
