@@ -77,6 +77,7 @@ describe("planted bugs are caught", () => {
       crashGapMs: 0,
       partitionGapMs: 0,
       transferGapMs: 0,
+      confChangeGapMs: 0,
       downMsMax: 60,
       inflightMax: 1,
       appendBytesMax: 1,

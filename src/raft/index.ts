@@ -5,6 +5,7 @@
  */
 
 export { AssertionError, assert, assertNever } from "./assert.ts";
+export { bootstrapState, joiningState } from "./bootstrap.ts";
 export { applyConfChange, decodeConfChange, encodeConfChange } from "./confchange.ts";
 export {
   describeConf,

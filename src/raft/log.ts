@@ -195,7 +195,11 @@ export class RaftLog {
   }
 }
 
-/** The snapshot a brand-new member starts from: index 0, term 0, the given membership. */
+/**
+ * A snapshot at index 0, term 0 with the given membership. Clusters start from
+ * `bootstrapState` (membership in the log); a non-empty `conf` here suits only
+ * tests of a fixed group that no member ever joins later.
+ */
 export function emptySnapshot(conf: ConfState): Snapshot {
   return {
     meta: {

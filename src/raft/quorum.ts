@@ -14,10 +14,17 @@ import { logIndex } from "./types.ts";
 export function committedIndex(voters: readonly MemberId[], match: (id: MemberId) => LogIndex): LogIndex {
   const n = voters.length;
   if (n === 0) return logIndex(0);
+  // Insertion sort, descending: voter sets are tiny and this runs on every append response.
   const idx = new Array<number>(n);
-  for (let i = 0; i < n; i++) idx[i] = match(voters[i]!);
-  idx.sort((a, b) => b - a);
-  // Sorted descending, the (q-1)th value is matched by at least q = floor(n/2)+1 voters.
+  for (let i = 0; i < n; i++) {
+    const v = match(voters[i]!);
+    let j = i;
+    while (j > 0 && idx[j - 1]! < v) {
+      idx[j] = idx[j - 1]!;
+      j--;
+    }
+    idx[j] = v;
+  }
   return logIndex(idx[Math.floor(n / 2)]!);
 }
 

@@ -119,6 +119,8 @@ export class Raft {
   private pendingConfIndex: LogIndex = logIndex(0);
   /** Membership as of each applied conf change, to describe snapshots at older indexes. */
   private confHistory: { index: LogIndex; conf: ConfState }[] = [];
+  /** Index of the last membership change in effect; each takes effect once. */
+  private confIndex: LogIndex = logIndex(0);
   private uncommittedBytes = 0;
 
   /** ReadIndex bookkeeping (leader). Round ids only grow within a term. */
@@ -161,7 +163,14 @@ export class Raft {
     this.term = hs.term;
     this.vote = hs.vote;
     this.conf = initial.snapshot.meta.conf;
+    this.confIndex = initial.snapshot.meta.index;
     this.confHistory.push({ index: initial.snapshot.meta.index, conf: this.conf });
+    // Committed membership changes take effect at once on (re)start, before they are re-applied:
+    // a bootstrapped or restarted member must know its voters to campaign or count votes.
+    for (let i = this.log.firstIndex(); i <= this.log.committed; i++) {
+      const e = this.log.entryAt(logIndex(i));
+      if (e.kind === "conf" && e.index > this.confIndex) this.applyConf(e.index, decodeConfChange(e.data));
+    }
     this.prevHard = { term: hs.term, vote: hs.vote, commit: this.log.committed };
     this.becomeFollower(this.term, NO_MEMBER);
     this.prevSoft = this.softState();
@@ -201,8 +210,12 @@ export class Raft {
   proposeConfChange(cc: ConfChange): ProposeResult {
     if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.lead };
     if (this.leadTransferee !== NO_MEMBER) return { ok: false, reason: "transferring", leader: this.lead };
-    if (this.pendingConfIndex > this.log.applied)
+    // One change at a time, and only once an entry of this term has committed: otherwise an
+    // uncommitted change from an earlier term could still commit and two majorities might not
+    // overlap (the single-server change bug found after the thesis, raft-dev 2015).
+    if (this.pendingConfIndex > this.log.applied || !this.committedInTerm()) {
       return { ok: false, reason: "confChangePending", leader: this.lead };
+    }
     const index = logIndex(this.log.lastIndex() + 1);
     this.appendEntries([this.newEntry(index, "conf", encodeConfChange(cc))]);
     this.pendingConfIndex = index;
@@ -366,7 +379,7 @@ export class Raft {
       this.log.stableTo(last.index, last.term);
     }
     for (const e of rd.committedEntries) {
-      if (e.kind === "conf") this.applyConf(e.index, decodeConfChange(e.data));
+      if (e.kind === "conf" && e.index > this.confIndex) this.applyConf(e.index, decodeConfChange(e.data));
     }
     if (rd.committedEntries.length > 0) {
       const last = rd.committedEntries[rd.committedEntries.length - 1]!.index;
@@ -725,25 +738,14 @@ export class Raft {
   // ---------------------------------------------------------------- replication
 
   private handleAppend(m: MsgApp): void {
-    const reply = (reject: boolean, index: LogIndex, hintIndex: LogIndex, hintTerm: Term) =>
-      this.send({
-        type: "appResp",
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        reject,
-        index,
-        hintIndex,
-        hintTerm,
-      });
     if (m.prevIndex < this.log.committed) {
-      reply(false, this.log.committed, logIndex(0), asTerm(0));
+      this.sendAppResp(m.from, false, this.log.committed, logIndex(0), asTerm(0));
       return;
     }
     if (this.log.matchTerm(m.prevIndex, m.prevTerm)) {
       const last = this.log.maybeAppend(m.prevIndex, m.entries);
       this.log.commitTo(logIndex(Math.min(m.commit, last)));
-      reply(false, last, logIndex(0), asTerm(0));
+      this.sendAppResp(m.from, false, last, logIndex(0), asTerm(0));
       return;
     }
     // Reject with a hint: the last index at or before prevIndex whose term is <= prevTerm.
@@ -751,7 +753,18 @@ export class Raft {
       logIndex(Math.min(m.prevIndex, this.log.lastIndex())),
       m.prevTerm,
     );
-    reply(true, m.prevIndex, hintIndex, this.log.term(hintIndex) ?? asTerm(0));
+    this.sendAppResp(m.from, true, m.prevIndex, hintIndex, this.log.term(hintIndex) ?? asTerm(0));
+  }
+
+  /** A method, not a closure: handleAppend is the followers' hot path. */
+  private sendAppResp(
+    to: MemberId,
+    reject: boolean,
+    index: LogIndex,
+    hintIndex: LogIndex,
+    hintTerm: Term,
+  ): void {
+    this.send({ type: "appResp", from: this.id, to, term: this.term, reject, index, hintIndex, hintTerm });
   }
 
   private handleHeartbeat(m: MsgHeartbeat): void {
@@ -765,32 +778,22 @@ export class Raft {
 
   private handleSnapshot(m: MsgSnap): void {
     const meta = m.snapshot.meta;
-    const reply = (index: LogIndex) =>
-      this.send({
-        type: "appResp",
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        reject: false,
-        index,
-        hintIndex: logIndex(0),
-        hintTerm: asTerm(0),
-      });
     if (meta.index <= this.log.committed || this.log.pendingSnapshot !== undefined) {
-      reply(this.log.committed);
+      this.sendAppResp(m.from, false, this.log.committed, logIndex(0), asTerm(0));
       return;
     }
     if (this.log.matchTerm(meta.index, meta.term)) {
       // We have the snapshot's last entry: everything up to it is committed; keep our log.
       this.log.commitTo(meta.index);
-      reply(this.log.committed);
+      this.sendAppResp(m.from, false, this.log.committed, logIndex(0), asTerm(0));
       return;
     }
     this.log.restore(m.snapshot);
     this.conf = meta.conf;
+    this.confIndex = meta.index;
     this.confHistory = [{ index: meta.index, conf: meta.conf }];
     this.snapshotHanded = false;
-    reply(meta.index);
+    this.sendAppResp(m.from, false, meta.index, logIndex(0), asTerm(0));
   }
 
   /** The largest index <= `index` whose term is <= `t` (or the compacted boundary). */
@@ -911,6 +914,7 @@ export class Raft {
 
   private applyConf(index: LogIndex, cc: ConfChange): void {
     this.conf = applyConfChange(this.conf, cc);
+    this.confIndex = index;
     this.confHistory.push({ index, conf: this.conf });
     if (this.role !== "leader") return;
     const all = [...this.conf.voters, ...this.conf.learners];

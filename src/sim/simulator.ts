@@ -11,16 +11,24 @@
  * in the final state and the client history must be linearizable.
  */
 
-import type { Entry, MemberId, Message, Raft, RaftConfig, RaftInitialState, Ready } from "../raft/index.ts";
+import type {
+  ConfChange,
+  Entry,
+  MemberId,
+  Message,
+  Raft,
+  RaftConfig,
+  RaftInitialState,
+  Ready,
+} from "../raft/index.ts";
 import {
+  bootstrapState,
   describeMessage,
   describeReady,
-  emptySnapshot,
-  logIndex,
+  joiningState,
   memberId,
   NO_MEMBER,
   Raft as RaftImpl,
-  term,
 } from "../raft/index.ts";
 import { SafetyChecker } from "./checkers.ts";
 import { decodeWrite, encodeWrite, KvRegister } from "./kv.ts";
@@ -57,6 +65,8 @@ export interface FaultMix {
   readonly crashLosesInFlight: number;
   readonly fsyncMsMax: number;
   readonly compactEvery: number;
+  /** Mean gap between membership changes; 0 = none. */
+  readonly confChangeGapMs: number;
   /** Mean gap between leader transfers; 0 = none. */
   readonly transferGapMs: number;
   readonly inflightMax: number;
@@ -117,6 +127,7 @@ export function faultMixFor(seed: number): FaultMix {
     fsyncMsMax: r.pick([0.1, 2, 10]),
     compactEvery: r.pick([8, 32, 1000]),
     transferGapMs: r.pick([0, 0, 500]),
+    confChangeGapMs: r.pick([0, 0, 150, 400]),
     inflightMax: storm ? 1 : r.pick([1, 4, 64]),
     appendBytesMax: storm ? 1 : r.pick([64, 1024, 1 << 20]),
     clients: r.range(2, 5),
@@ -131,7 +142,7 @@ export function describeMix(seed: number, m: FaultMix): string {
   return (
     `seed=${seed} members=${m.members} drop=${m.dropRate} dup=${m.dupRate} delay=${m.delayMinMs}-${m.delayMaxMs}ms ` +
     `partition/${m.partitionGapMs || "-"}ms crash/${m.crashGapMs || "-"}ms down<=${m.downMsMax}ms leader-bias=${m.leaderCrashBias} leader-killer=${m.newLeaderCrashRate} crash-loses-inflight=${m.crashLosesInFlight} crash-on-commit=${m.crashOnCommitRate} fsync<=${m.fsyncMsMax}ms ` +
-    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B ` +
+    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B ` +
     `clients=${m.clients} keys=${m.keys} safety=${m.safetyMs}ms liveness=${m.livenessMs}ms rho=${m.rho}`
   );
 }
@@ -185,6 +196,8 @@ interface Client {
 }
 
 const CLIENT_BASE = 1000;
+/** Member ids the operator may create; client ids start above. */
+const MEMBERS_MAX = 12;
 
 export class Simulator {
   readonly seed: number;
@@ -197,6 +210,8 @@ export class Simulator {
   private nowMs = 0;
   private events = 0;
   private readonly members: Member[] = [];
+  /** The members clients may contact: the founders, plus added, minus removed ones. */
+  private endpoints: MemberId[] = [];
   private readonly clients: Client[] = [];
   private readonly blocked = new Set<string>();
   private dropRate: number;
@@ -227,30 +242,8 @@ export class Simulator {
     const m = this.mix;
     this.log(`start ${describeMix(this.seed, m)}`);
     const voters = Array.from({ length: m.members }, (_, i) => memberId(i + 1));
-    for (const id of voters) {
-      const drift = 1 + (this.rng.float() * 2 - 1) * m.rho;
-      const member: Member = {
-        id,
-        tickPeriodMs: m.tickMs * drift,
-        durable: {
-          hardState: { term: term(0), vote: NO_MEMBER, commit: logIndex(0) },
-          snapshot: emptySnapshot({ voters, learners: [] }),
-          entries: [],
-        },
-        up: false,
-        incarnation: 0,
-        raft: undefined,
-        kv: new KvRegister(),
-        busy: false,
-        pendingWrites: new Map(),
-        readRequests: new Map(),
-        pendingReads: [],
-        leaderTerm: 0,
-        commitSeen: 0,
-      };
-      this.members.push(member);
-      this.start(member);
-    }
+    for (const id of voters) this.addMember(id, bootstrapState(voters));
+    this.endpoints = voters.slice();
     for (let i = 0; i < m.clients; i++) {
       const c: Client = {
         id: CLIENT_BASE + i,
@@ -301,6 +294,65 @@ export class Simulator {
   }
 
   // ---------------------------------------------------------------- members
+
+  /** Creates and starts a member with empty storage; a joining member knows no configuration yet. */
+  private addMember(id: MemberId, initial: RaftInitialState): Member {
+    const drift = 1 + (this.rng.float() * 2 - 1) * this.mix.rho;
+    const member: Member = {
+      id,
+      tickPeriodMs: this.mix.tickMs * drift,
+      durable: { hardState: initial.hardState, snapshot: initial.snapshot, entries: initial.entries.slice() },
+      up: false,
+      incarnation: 0,
+      raft: undefined,
+      kv: new KvRegister(),
+      busy: false,
+      pendingWrites: new Map(),
+      readRequests: new Map(),
+      pendingReads: [],
+      leaderTerm: 0,
+      commitSeen: 0,
+    };
+    if (id !== this.members.length + 1) throw new Error(`sim: member ids must be sequential, got ${id}`);
+    this.members.push(member);
+    this.start(member);
+    return member;
+  }
+
+  /**
+   * The operator: one membership change at a time through the leader. It adds a
+   * fresh member as a learner, promotes learners, and removes a voter (never the
+   * leader, never below three voters), keeping between three and five voters.
+   */
+  private changeMembership(): void {
+    const leader = this.members.find((x) => x.up && x.raft?.role === "leader");
+    if (leader === undefined) return;
+    const raft = leader.raft!;
+    const { voters, learners } = raft.conf;
+    const r = this.faultRng;
+    let cc: ConfChange;
+    if (learners.length > 0) {
+      cc = { kind: "addVoter", member: learners[0]!, context: new Uint8Array(0) };
+    } else if (voters.length > 3 && (voters.length >= 5 || r.chance(0.5))) {
+      const victim = r.pick(voters.filter((v) => v !== leader.id));
+      cc = { kind: "remove", member: victim, context: new Uint8Array(0) };
+    } else {
+      const id = memberId(this.members.length + 1);
+      if (id > MEMBERS_MAX) return;
+      this.addMember(id, joiningState());
+      cc = { kind: "addLearner", member: id, context: new Uint8Array(0) };
+    }
+    const res = raft.proposeConfChange(cc);
+    if (res.ok) {
+      // The clients' endpoint list follows the operator's changes (as a client's config would).
+      if (cc.kind === "addLearner") this.endpoints.push(cc.member);
+      if (cc.kind === "remove") this.endpoints = this.endpoints.filter((e) => e !== cc.member);
+    }
+    this.log(
+      `operator: ${cc.kind} ${cc.member} via ${leader.id}: ${res.ok ? `index ${res.index}` : res.reason}`,
+    );
+    this.pump(leader);
+  }
 
   private start(member: Member): void {
     const m = this.mix;
@@ -543,6 +595,14 @@ export class Simulator {
       };
       this.at(next(m.crashGapMs), crash);
     }
+    if (m.confChangeGapMs > 0) {
+      const change = () => {
+        if (this.healed) return;
+        this.changeMembership();
+        this.at(next(m.confChangeGapMs), change);
+      };
+      this.at(next(m.confChangeGapMs), change);
+    }
     if (m.transferGapMs > 0) {
       const transfer = () => {
         if (this.healed) return;
@@ -634,7 +694,8 @@ export class Simulator {
       ? { reqId, client: c.id, kind: "write", key, value: reqId }
       : { reqId, client: c.id, kind: "read", key };
     c.current = { req, callTime: this.nowMs };
-    const target = c.leaderHint !== NO_MEMBER ? c.leaderHint : this.members[r.int(this.members.length)]!.id;
+    const hinted = c.leaderHint !== NO_MEMBER && this.endpoints.includes(c.leaderHint);
+    const target = hinted ? c.leaderHint : r.pick(this.endpoints);
     this.log(
       `client ${c.id} ${req.kind} ${key}${req.kind === "write" ? `=${req.value}` : ""} -> ${target} (${reqId})`,
     );

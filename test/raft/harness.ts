@@ -5,7 +5,7 @@
  * test/raft` rewrites the expected traces; review the diff.
  *
  * Commands (ids are member ids):
- *   cluster voters=1,2,3 [learners=4] [prevote=false] [checkquorum=false] [inflight=N] [appendbytes=N]
+ *   cluster voters=1,2,3 [prevote=false] [checkquorum=false] [inflight=N] [appendbytes=N]
  *   add-member <id> (a new, empty member that knows no configuration)
  *   campaign <id> | tick <id> [n] | tick-all [n]
  *   propose <id> <data> | propose-conf-change <id> add-voter|add-learner|remove <member>
@@ -25,16 +25,15 @@ import type {
   Snapshot,
 } from "../../src/raft/index.ts";
 import {
+  bootstrapState,
   describeConf,
   describeEntry,
   describeMessage,
   describeReady,
-  emptySnapshot,
+  joiningState,
   logIndex,
   memberId,
-  NO_MEMBER,
   Raft,
-  term,
 } from "../../src/raft/index.ts";
 
 interface Storage {
@@ -216,7 +215,6 @@ export class ScenarioEnv {
     const kv = new Map(args.map((a) => a.split("=") as [string, string]));
     const ids = (s: string | undefined) => (s ? s.split(",").map((x) => memberId(Number(x))) : []);
     const voters = ids(kv.get("voters"));
-    const learners = ids(kv.get("learners"));
     this.opts = {
       electionTicks: 10,
       heartbeatTicks: 1,
@@ -225,14 +223,16 @@ export class ScenarioEnv {
       ...(kv.has("inflight") ? { inflightMessagesMax: Number(kv.get("inflight")) } : {}),
       ...(kv.has("appendbytes") ? { appendBytesMax: Number(kv.get("appendbytes")) } : {}),
     };
-    for (const v of [...voters, ...learners]) this.addNode(v, { voters, learners });
+    for (const v of voters) this.addNode(v, { voters, learners: [] });
   }
 
+  /** A founding member (membership bootstrapped into the log) or, with no voters, one that will join. */
   private addNode(id: MemberId, conf: { voters: MemberId[]; learners: MemberId[] }): void {
+    const init = conf.voters.length > 0 ? bootstrapState(conf.voters) : joiningState();
     const storage: Storage = {
-      hardState: { term: term(0), vote: NO_MEMBER, commit: logIndex(0) },
-      snapshot: emptySnapshot(conf),
-      entries: [],
+      hardState: init.hardState,
+      snapshot: init.snapshot,
+      entries: init.entries.slice(),
     };
     this.nodes.set(id, {
       id,

@@ -1,0 +1,57 @@
+/**
+ * Benchmark entry point: `npm run bench -- <workload> [options]`.
+ *
+ * Benchmarks are programs, not tests (CONVENTIONS 14): each workload prints its
+ * configuration, then its figures, then one JSON line of results. This file
+ * only dispatches; a new workload adds one row to WORKLOADS.
+ *
+ * Exit codes: 0 done, 1 the workload failed, 2 bad usage (unknown workload).
+ */
+
+import { raftBench } from "./raft.ts";
+
+/** One runnable workload: `args` are the command-line words after its name. */
+interface Workload {
+  readonly summary: string;
+  readonly run: (args: readonly string[]) => void | Promise<void>;
+}
+
+/** The registry, in the order `--help` lists it. */
+const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
+  [
+    "raft",
+    {
+      summary: "3-member in-process Raft cluster, no I/O: committed 100-byte entries/s per batch size",
+      run: raftBench,
+    },
+  ],
+]);
+
+function usage(): string {
+  const names = [...WORKLOADS.keys()];
+  const width = Math.max(...names.map((n) => n.length));
+  const rows = [...WORKLOADS].map(([name, w]) => `  ${name.padEnd(width)}  ${w.summary}`);
+  return `usage: npm run bench -- <workload> [options]\n\nworkloads:\n${rows.join("\n")}\n`;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(usage());
+    return;
+  }
+  if (name === undefined) {
+    process.stderr.write(`bench: no workload given\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  const workload = WORKLOADS.get(name);
+  if (workload === undefined) {
+    process.stderr.write(`bench: unknown workload '${name}'\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  await workload.run(rest);
+}
+
+await main(process.argv.slice(2));
