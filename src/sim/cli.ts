@@ -74,10 +74,14 @@ async function runParallel(start: number, count: number, jobs: number): Promise<
   );
 }
 
-/** Runs the simulator command with the given arguments (without the program name). */
-export async function simMain(args: readonly string[]): Promise<void> {
-  const { values } = parseArgs({
+/** Worker processes at most (the machines here have 2 cores). */
+const JOBS_MAX = 64;
+
+function parseSimArgs(args: readonly string[]) {
+  return parseArgs({
     args: [...args],
+    strict: true,
+    allowPositionals: false,
     options: {
       seeds: { type: "string" },
       "seed-start": { type: "string" },
@@ -88,8 +92,26 @@ export async function simMain(args: readonly string[]): Promise<void> {
       worker: { type: "boolean", default: false },
     },
   });
+}
+
+/** Runs the simulator command with the given arguments (without the program name). */
+export async function simMain(args: readonly string[]): Promise<void> {
+  let parsed: ReturnType<typeof parseSimArgs>;
+  try {
+    parsed = parseSimArgs(args);
+  } catch (e) {
+    console.error(`sim: ${(e as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
+  const values = parsed.values;
   if (values.seed !== undefined) {
     const seed = Number(values.seed);
+    if (!Number.isSafeInteger(seed) || seed < 0) {
+      console.error(`sim: --seed must be a non-negative integer, got '${values.seed}'`);
+      process.exitCode = 2;
+      return;
+    }
     const res = runSeed(seed, values.trace ? { trace: (l) => console.log(l) } : {});
     console.log(describeMix(seed, res.mix));
     for (const v of res.violations) console.log(`VIOLATION ${v}`);
@@ -114,7 +136,12 @@ export async function simMain(args: readonly string[]): Promise<void> {
     process.send!(summary);
     return;
   }
-  const jobs = Math.max(1, Number(values.jobs ?? "2"));
+  const jobs = Number(values.jobs ?? "2");
+  if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > JOBS_MAX) {
+    console.error(`sim: --jobs must be an integer from 1 to ${JOBS_MAX}, got '${values.jobs}'`);
+    process.exitCode = 2;
+    return;
+  }
   const t0 = performance.now();
   const summary =
     jobs === 1 ? runRange(start, count, !values.verbose) : await runParallel(start, count, jobs);
