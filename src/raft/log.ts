@@ -70,7 +70,7 @@ export class RaftLog {
   /** The entry at `index`, which must be in memory. */
   entryAt(index: LogIndex): Entry {
     const e = this.entries[index - this.snapshot.meta.index - 1];
-    assert(e !== undefined && e.index === index, `log: no entry ${index} in memory`);
+    if (e === undefined || e.index !== index) assert(false, `log: no entry ${index} in memory`);
     return e;
   }
 
@@ -86,7 +86,7 @@ export class RaftLog {
 
   /** Entries in [lo, hi), at most `bytesMax` of data (always at least one when lo < hi). */
   slice(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
-    assert(lo >= this.firstIndex(), `log: slice from compacted index ${lo}`);
+    if (lo < this.firstIndex()) assert(false, `log: slice from compacted index ${lo}`);
     assert(hi <= this.lastIndex() + 1, "log: slice beyond the end");
     const out: Entry[] = [];
     let bytes = 0;
@@ -142,7 +142,7 @@ export class RaftLog {
 
   commitTo(index: LogIndex): void {
     if (index <= this.committed) return;
-    assert(index <= this.lastIndex(), `log: commit ${index} beyond last index ${this.lastIndex()}`);
+    if (index > this.lastIndex()) assert(false, `log: commit ${index} beyond last index ${this.lastIndex()}`);
     this.committed = index;
   }
 

@@ -70,7 +70,8 @@ export class Progress {
   /** Heard from this member since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
-  readonly isLearner: boolean;
+  /** Learners receive the log but do not vote; promotion flips this in place. */
+  isLearner: boolean;
 
   constructor(next: LogIndex, inflightMax: number, isLearner: boolean) {
     this.match = logIndex(0);

@@ -129,6 +129,10 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   /** Requests received before this leader committed an entry of its term. */
   private deferredReads: { requestId: string; from: MemberId }[] = [];
+  /** Reads that arrived while a round was in flight; they share the next round. */
+  private waitingReads: { requestId: string; from: MemberId; index: LogIndex }[] = [];
+  /** Follower: reads forwarded to the leader and not yet answered. */
+  private forwardedReads = new Set<string>();
 
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -230,7 +234,12 @@ export class Raft {
   readIndex(requestId: string): void {
     if (this.role === "leader") {
       this.leaderReadIndex(requestId, this.id);
-    } else if (this.role === "follower" && this.lead !== NO_MEMBER) {
+    } else if (
+      this.role === "follower" &&
+      this.lead !== NO_MEMBER &&
+      this.forwardedReads.size < this.cfg.pendingReadsMax
+    ) {
+      this.forwardedReads.add(requestId);
       this.send({ type: "readIndex", from: this.id, to: this.lead, term: this.term, requestId });
     } else {
       this.readStates.push({ requestId, index: logIndex(0), rejected: true });
@@ -449,7 +458,8 @@ export class Raft {
     if (this.deferredReads.length > 0 && this.committedInTerm()) {
       const deferred = this.deferredReads;
       this.deferredReads = [];
-      for (const r of deferred) this.leaderReadIndex(r.requestId, r.from);
+      for (const r of deferred) this.waitingReads.push({ ...r, index: this.log.committed });
+      this.settleReadRounds();
     }
   }
 
@@ -513,6 +523,14 @@ export class Raft {
     this.readAcks = new Map();
   }
 
+  /** Whether a committed membership change is not yet in effect (it takes effect when applied). */
+  private hasUnappliedConfChange(): boolean {
+    for (let i = Math.max(this.log.applied, this.confIndex) + 1; i <= this.log.committed; i++) {
+      if (this.log.entryAt(logIndex(i)).kind === "conf") return true;
+    }
+    return false;
+  }
+
   private promotable(): boolean {
     return this.conf.voters.includes(this.id) && this.log.pendingSnapshot === undefined;
   }
@@ -554,6 +572,10 @@ export class Raft {
   }
 
   private campaign(kind: CampaignKind): void {
+    // Campaigning needs the membership the cluster actually has: a member that is not a voter, or
+    // that has committed but unapplied membership changes, would count votes against a stale set and
+    // could win alongside another leader of the same term (etcd-raft refuses likewise).
+    if (!this.promotable() || this.hasUnappliedConfChange()) return;
     let voteTerm: Term;
     if (kind === "preElection") {
       this.becomePreCandidate();
@@ -617,6 +639,9 @@ export class Raft {
         });
       } else if (m.type === "preVote") {
         this.send({ type: "preVoteResp", from: this.id, to: m.from, term: this.term, reject: true });
+      } else if (m.type === "readIndex") {
+        // The asker is behind; the answer's newer term also makes it drop its other forwarded reads.
+        this.answerRead(m.requestId, m.from, logIndex(0), true);
       }
       return false;
     }
@@ -657,6 +682,8 @@ export class Raft {
         // An append may have been lost: let one more through so a full window cannot stall forever.
         if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+        // A lost TimeoutNow is resent while the transfer lasts.
+        else if (m.from === this.leadTransferee) this.sendTimeoutNow(m.from);
         if (m.context > 0) this.ackRead(m.from, m.context);
         return;
       }
@@ -694,7 +721,7 @@ export class Raft {
         return;
       }
       case "readIndexResp":
-        this.readStates.push({ requestId: m.requestId, index: logIndex(0), rejected: true });
+        // Forwarded reads were already rejected when this member started campaigning.
         return;
       case "readIndex":
         this.answerRead(m.requestId, m.from, logIndex(0), true);
@@ -725,7 +752,9 @@ export class Raft {
         if (this.promotable()) this.campaign("transfer");
         return;
       case "readIndexResp":
-        this.readStates.push({ requestId: m.requestId, index: m.index, rejected: m.reject });
+        if (this.forwardedReads.delete(m.requestId)) {
+          this.readStates.push({ requestId: m.requestId, index: m.index, rejected: m.reject });
+        }
         return;
       case "readIndex":
         this.answerRead(m.requestId, m.from, logIndex(0), true);
@@ -768,10 +797,9 @@ export class Raft {
   }
 
   private handleHeartbeat(m: MsgHeartbeat): void {
-    assert(
-      m.commit <= this.log.lastIndex(),
-      `raft: heartbeat commit ${m.commit} beyond last ${this.log.lastIndex()}`,
-    );
+    if (m.commit > this.log.lastIndex()) {
+      assert(false, `raft: heartbeat commit ${m.commit} beyond last ${this.log.lastIndex()}`);
+    }
     this.log.commitTo(m.commit);
     this.send({ type: "heartbeatResp", from: this.id, to: m.from, term: this.term, context: m.context });
   }
@@ -821,13 +849,16 @@ export class Raft {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.index)) {
+    // An answer to a probe that finds the follower exactly where we thought also ends probing.
+    const probeAnswered = pr.state === "probe" && pr.match === m.index;
+    if (!pr.maybeUpdate(m.index) && !probeAnswered) {
       if (wasPaused && !pr.isPaused()) this.sendAppend(m.from, false);
       return;
     }
     if (pr.state === "probe") {
       pr.becomeReplicate();
-    } else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) {
+    } else if (pr.state === "snapshot" && pr.match + 1 >= this.log.firstIndex()) {
+      // The follower can continue from our log (from this snapshot or a newer one it had).
       pr.becomeProbe();
       pr.becomeReplicate();
     } else if (pr.state === "replicate") {
@@ -932,12 +963,9 @@ export class Raft {
         fresh.recentActive = true;
         this.prs.set(id, fresh);
         this.sendAppend(id, true); // start catching the new member up now, not at the next heartbeat
-      } else if (pr.isLearner !== isLearner) {
-        // Promotion keeps the replication state; only the vote changes.
-        const promoted = new Progress(pr.next, this.cfg.inflightMessagesMax, isLearner);
-        promoted.match = pr.match;
-        promoted.recentActive = true;
-        this.prs.set(id, promoted);
+      } else {
+        // Promotion keeps the replication state (window, pending snapshot); only the vote changes.
+        pr.isLearner = isLearner;
       }
     }
     if (this.leadTransferee !== NO_MEMBER && !this.conf.voters.includes(this.leadTransferee)) {
@@ -949,6 +977,8 @@ export class Raft {
       return;
     }
     if (this.maybeCommit()) this.bcastAppend();
+    // The voters changed: a pending read round may already have a quorum of the new set.
+    this.settleReadRounds();
   }
 
   // ---------------------------------------------------------------- ReadIndex
@@ -956,24 +986,19 @@ export class Raft {
   private leaderReadIndex(requestId: string, from: MemberId): void {
     if (!this.committedInTerm()) {
       // Until the no-op of this term commits, the commit index may be stale (thesis §6.4 step 1).
-      if (this.deferredReads.length >= this.cfg.pendingReadsMax)
+      if (this.deferredReads.length >= this.cfg.pendingReadsMax) {
         this.answerRead(requestId, from, logIndex(0), true);
-      else this.deferredReads.push({ requestId, from });
+      } else {
+        this.deferredReads.push({ requestId, from });
+      }
       return;
     }
-    const index = this.log.committed;
-    if (this.conf.voters.length === 1) {
-      this.answerRead(requestId, from, index, false);
-      return;
-    }
-    if (this.pendingReads.length >= this.cfg.pendingReadsMax) {
+    if (this.pendingReads.length + this.waitingReads.length >= this.cfg.pendingReadsMax) {
       this.answerRead(requestId, from, logIndex(0), true);
       return;
     }
-    const round = ++this.readRound;
-    this.readAcks.set(round, new Set([this.id]));
-    this.pendingReads.push({ requestId, index, round, from });
-    this.bcastHeartbeat(round);
+    this.waitingReads.push({ requestId, from, index: this.log.committed });
+    this.settleReadRounds();
   }
 
   /** A heartbeat ack for `round` confirms leadership for every read of that round and before. */
@@ -981,12 +1006,36 @@ export class Raft {
     const acks = this.readAcks.get(round);
     if (acks === undefined) return;
     acks.add(from);
-    if (!hasQuorum(this.conf.voters, (id) => acks.has(id))) return;
-    let n = 0;
-    while (n < this.pendingReads.length && this.pendingReads[n]!.round <= round) n++;
-    const done = this.pendingReads.splice(0, n);
-    for (const r of done) this.answerRead(r.requestId, r.from, r.index, false);
-    for (const k of [...this.readAcks.keys()]) if (k <= round) this.readAcks.delete(k);
+    this.settleReadRounds();
+  }
+
+  /**
+   * Answers the reads of every round a quorum of the current voters has confirmed, then
+   * starts one round for all reads that arrived meanwhile: one heartbeat broadcast serves
+   * a whole batch, and a round always starts after its reads arrived (what makes it safe).
+   */
+  private settleReadRounds(): void {
+    let confirmed = 0;
+    for (const [round, acks] of this.readAcks) {
+      if (hasQuorum(this.conf.voters, (id) => acks.has(id))) confirmed = round;
+    }
+    if (confirmed > 0) {
+      let n = 0;
+      while (n < this.pendingReads.length && this.pendingReads[n]!.round <= confirmed) n++;
+      for (const r of this.pendingReads.splice(0, n)) this.answerRead(r.requestId, r.from, r.index, false);
+      for (const k of [...this.readAcks.keys()]) if (k <= confirmed) this.readAcks.delete(k);
+    }
+    if (this.readAcks.size > 0 || this.waitingReads.length === 0) return;
+    if (this.conf.voters.length === 1 && this.conf.voters[0] === this.id) {
+      for (const r of this.waitingReads) this.answerRead(r.requestId, r.from, r.index, false);
+      this.waitingReads = [];
+      return;
+    }
+    const round = ++this.readRound;
+    this.readAcks.set(round, new Set([this.id]));
+    for (const r of this.waitingReads) this.pendingReads.push({ ...r, round });
+    this.waitingReads = [];
+    this.bcastHeartbeat(round);
   }
 
   private answerRead(requestId: string, from: MemberId, index: LogIndex, rejected: boolean): void {
@@ -1007,11 +1056,15 @@ export class Raft {
 
   /** Leadership is lost or changing: every pending read fails (the host retries). */
   private abortReads(): void {
-    const pending = [...this.pendingReads, ...this.deferredReads];
+    const pending = [...this.pendingReads, ...this.waitingReads, ...this.deferredReads];
     this.pendingReads = [];
+    this.waitingReads = [];
     this.deferredReads = [];
     this.readAcks = new Map();
     for (const r of pending) this.answerRead(r.requestId, r.from, logIndex(0), true);
+    for (const requestId of this.forwardedReads)
+      this.readStates.push({ requestId, index: logIndex(0), rejected: true });
+    this.forwardedReads.clear();
   }
 
   private send(m: Message): void {

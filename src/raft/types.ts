@@ -185,7 +185,8 @@ export interface ReadState {
 
 /**
  * Everything the host must do, in this order (the Ready contract):
- * 1. persist `snapshot` (if any), `entries` (replacing any stored entries with
+ * 1. persist `snapshot` (if any: it replaces the whole stored log, including
+ *    entries above its index), then `entries` (replacing any stored entries with
  *    index >= entries[0].index) and `hardState` (if any), durably;
  * 2. send `messages`;
  * 3. restore `snapshot` into the state machine (if any), then apply

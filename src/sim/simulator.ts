@@ -71,6 +71,8 @@ export interface FaultMix {
   readonly transferGapMs: number;
   readonly inflightMax: number;
   readonly appendBytesMax: number;
+  /** Bytes of committed entries applied per Ready: small values make members lag behind commit. */
+  readonly applyBytesMax: number;
   readonly clients: number;
   readonly keys: number;
   readonly clientTimeoutMs: number;
@@ -130,6 +132,7 @@ export function faultMixFor(seed: number): FaultMix {
     confChangeGapMs: r.pick([0, 0, 150, 400]),
     inflightMax: storm ? 1 : r.pick([1, 4, 64]),
     appendBytesMax: storm ? 1 : r.pick([64, 1024, 1 << 20]),
+    applyBytesMax: r.pick([1, 256, 64 << 20]),
     clients: r.range(2, 5),
     keys: r.range(1, 3),
     clientTimeoutMs: 400,
@@ -142,7 +145,7 @@ export function describeMix(seed: number, m: FaultMix): string {
   return (
     `seed=${seed} members=${m.members} drop=${m.dropRate} dup=${m.dupRate} delay=${m.delayMinMs}-${m.delayMaxMs}ms ` +
     `partition/${m.partitionGapMs || "-"}ms crash/${m.crashGapMs || "-"}ms down<=${m.downMsMax}ms leader-bias=${m.leaderCrashBias} leader-killer=${m.newLeaderCrashRate} crash-loses-inflight=${m.crashLosesInFlight} crash-on-commit=${m.crashOnCommitRate} fsync<=${m.fsyncMsMax}ms ` +
-    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B ` +
+    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B apply<=${m.applyBytesMax}B ` +
     `clients=${m.clients} keys=${m.keys} safety=${m.safetyMs}ms liveness=${m.livenessMs}ms rho=${m.rho}`
   );
 }
@@ -368,6 +371,7 @@ export class Simulator {
         rng: this.rng.fork(),
         inflightMessagesMax: m.inflightMax,
         appendBytesMax: m.appendBytesMax,
+        applyBytesMax: m.applyBytesMax,
       },
       {
         hardState: d.hardState,
