@@ -67,25 +67,29 @@ describe("planted bugs are caught", () => {
   });
 
   it("(a) committing an entry of an earlier term by counting replicas (Figure 8)", () => {
-    // Figure 8 needs three leaders in a row whose entries stay on a minority: the
-    // leader killer and crash-on-commit nemeses make that likely; 5 members widen it.
+    // Figure 8 needs three leaders in a row whose entries stay on a minority, and a crash in the
+    // short window after a prior-term entry is counted as committed: the leader killer (crash just
+    // after an election), crash-on-commit and long message delays make that common (about 1 seed in
+    // 30 finds it); the same mix with the correct core is clean (checked below and in sim runs).
     const figure8: Partial<FaultMix> = {
-      members: 5,
-      crashOnCommitRate: 0.3,
-      newLeaderCrashRate: 0.5,
+      members: 3,
+      crashOnCommitRate: 0.6,
+      newLeaderCrashRate: 0.8,
       crashLosesInFlight: 1,
       crashGapMs: 0,
       partitionGapMs: 0,
       transferGapMs: 0,
       confChangeGapMs: 0,
-      downMsMax: 60,
+      downMsMax: 200,
+      delayMinMs: 1,
+      delayMaxMs: 40,
       inflightMax: 1,
       appendBytesMax: 1,
       clients: 4,
       keys: 1,
     };
-    const found = firstFailingSeed(plantedBugs.commitPriorTerm, 3000, figure8);
-    expect(found, "not caught within 3000 seeds").toBeDefined();
+    const found = firstFailingSeed(plantedBugs.commitPriorTerm, 1000, figure8);
+    expect(found, "not caught within 1000 seeds").toBeDefined();
     expect(found!.violation).toMatch(/leader completeness|state machine safety|durability|linearizability/);
     console.log(`commitPriorTerm caught at seed ${found!.seed}: ${found!.violation.slice(0, 120)}`);
   });
