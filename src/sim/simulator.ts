@@ -73,6 +73,8 @@ export interface FaultMix {
   readonly appendBytesMax: number;
   /** Bytes of committed entries applied per Ready: small values make members lag behind commit. */
   readonly applyBytesMax: number;
+  /** Virtual time to apply one entry. */
+  readonly applyMsPerEntry: number;
   readonly clients: number;
   readonly keys: number;
   readonly clientTimeoutMs: number;
@@ -133,6 +135,7 @@ export function faultMixFor(seed: number): FaultMix {
     inflightMax: storm ? 1 : r.pick([1, 4, 64]),
     appendBytesMax: storm ? 1 : r.pick([64, 1024, 1 << 20]),
     applyBytesMax: r.pick([1, 256, 64 << 20]),
+    applyMsPerEntry: r.pick([0, 0, 0.5, 3]),
     clients: r.range(2, 5),
     keys: r.range(1, 3),
     clientTimeoutMs: 400,
@@ -145,7 +148,7 @@ export function describeMix(seed: number, m: FaultMix): string {
   return (
     `seed=${seed} members=${m.members} drop=${m.dropRate} dup=${m.dupRate} delay=${m.delayMinMs}-${m.delayMaxMs}ms ` +
     `partition/${m.partitionGapMs || "-"}ms crash/${m.crashGapMs || "-"}ms down<=${m.downMsMax}ms leader-bias=${m.leaderCrashBias} leader-killer=${m.newLeaderCrashRate} crash-loses-inflight=${m.crashLosesInFlight} crash-on-commit=${m.crashOnCommitRate} fsync<=${m.fsyncMsMax}ms ` +
-    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B apply<=${m.applyBytesMax}B ` +
+    `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B apply<=${m.applyBytesMax}B apply=${m.applyMsPerEntry}ms/entry ` +
     `clients=${m.clients} keys=${m.keys} safety=${m.safetyMs}ms liveness=${m.livenessMs}ms rho=${m.rho}`
   );
 }
@@ -413,7 +416,9 @@ export class Simulator {
     const rd = raft.ready();
     member.busy = true;
     const sync = rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined;
-    const delay = sync ? this.rng.float() * this.mix.fsyncMsMax : 0;
+    // Persisting takes an fsync; applying takes time per entry, so a member can lag behind commit.
+    const fsyncMs = sync ? this.rng.float() * this.mix.fsyncMsMax : 0;
+    const delay = fsyncMs + rd.committedEntries.length * this.mix.applyMsPerEntry;
     const inc = member.incarnation;
     this.at(this.nowMs + delay, () => this.completeReady(member, inc, rd));
   }
