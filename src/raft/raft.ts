@@ -115,6 +115,8 @@ export class Raft {
   private randomizedElectionTicks = 0;
   /** Target of an ongoing leader transfer, or NO_MEMBER. */
   leadTransferee: MemberId = NO_MEMBER;
+  /** Ticks since the transfer began (kept apart from check-quorum's clock). */
+  private transferElapsed = 0;
   /** Index of the last conf-change entry; a new one waits until it is applied. */
   private pendingConfIndex: LogIndex = logIndex(0);
   /** Membership as of each applied conf change, to describe snapshots at older indexes. */
@@ -251,7 +253,7 @@ export class Raft {
     if (this.role !== "leader" || to === this.id || !this.conf.voters.includes(to)) return false;
     if (this.leadTransferee === to) return true;
     this.leadTransferee = to;
-    this.electionElapsed = 0; // the transfer must finish within one election timeout
+    this.transferElapsed = 0; // the transfer must finish within one election timeout
     const pr = this.prs.get(to)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.sendAppend(to, true);
@@ -560,7 +562,10 @@ export class Raft {
           return;
         }
       }
-      this.leadTransferee = NO_MEMBER; // a transfer that did not finish in time is abandoned
+    }
+    // A transfer that did not finish within an election timeout is abandoned (thesis §3.10).
+    if (this.leadTransferee !== NO_MEMBER && ++this.transferElapsed >= this.cfg.electionTicks) {
+      this.leadTransferee = NO_MEMBER;
     }
     for (const pr of this.prs.values()) {
       if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.cfg.snapshotTimeoutTicks) pr.becomeProbe();
