@@ -42,3 +42,13 @@ export interface KvEvent {
   /** The previous version of the key, when there was one. */
   readonly prevKv: KeyValue | undefined;
 }
+
+/**
+ * How a write moved a key between leases (from/to NO_LEASE when it had or gets
+ * none): the MVCC store reports these, the lease table applies them in O(1) each.
+ */
+export interface LeaseChange {
+  readonly key: Uint8Array;
+  readonly from: LeaseId;
+  readonly to: LeaseId;
+}

@@ -1,0 +1,139 @@
+/**
+ * Byte-string helpers for MVCC keys and values (etcd keys are arbitrary bytes,
+ * ordered bytewise).
+ *
+ * Contract: pure functions; inputs are never mutated and outputs are fresh
+ * arrays. The "key string" form maps each byte to one UTF-16 code unit
+ * (0..255), so JS string order (`<`, `Array.prototype.sort()`) equals bytewise
+ * order. That makes it a B-tree key and a Set/Map key for byte strings.
+ */
+
+import { assert } from "../raft/index.ts";
+
+/** The empty byte string. Shared: never mutate it. */
+export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
+
+/**
+ * etcd's range end meaning "to the end of the key space" (a single zero byte):
+ * `[key, "\0")` is every key >= key, and `["\0", "\0")` is every key.
+ */
+export const RANGE_END_TO_END: Uint8Array = Uint8Array.of(0);
+
+/** Bytewise comparison: negative, zero or positive as `a` sorts before, equal to, or after `b`. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+/** Whether `a` and `b` hold the same bytes. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether `rangeEnd` is etcd's "to the end" marker, a single zero byte. */
+export function isRangeEndToEnd(rangeEnd: Uint8Array): boolean {
+  return rangeEnd.length === 1 && rangeEnd[0] === 0;
+}
+
+/**
+ * The range end that selects every key starting with `key` (etcd's
+ * GetPrefixRangeEnd): drop trailing 0xff bytes and increment the last byte
+ * left. When nothing is left (empty or all-0xff key) the answer is "\0", i.e.
+ * to the end of the key space.
+ */
+export function prefixEnd(key: Uint8Array): Uint8Array {
+  for (let i = key.length - 1; i >= 0; i--) {
+    if (key[i]! < 0xff) {
+      const end = key.slice(0, i + 1);
+      end[i] = key[i]! + 1;
+      return end;
+    }
+  }
+  return RANGE_END_TO_END.slice();
+}
+
+/** Bytes per String.fromCharCode call: well under any engine's argument limit. */
+const CHARS_PER_CALL = 8192;
+
+/** The key string of `bytes`: one char (code 0..255) per byte; string order equals bytewise order. */
+export function bytesToKeyString(bytes: Uint8Array): string {
+  if (bytes.length <= CHARS_PER_CALL) return String.fromCharCode(...bytes);
+  let out = "";
+  for (let i = 0; i < bytes.length; i += CHARS_PER_CALL) {
+    out += String.fromCharCode(...bytes.subarray(i, i + CHARS_PER_CALL));
+  }
+  return out;
+}
+
+/** The bytes of a key string made by bytesToKeyString. */
+export function keyStringToBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    assert(c <= 0xff, `bytes: char ${c} at ${i} is not a byte`);
+    out[i] = c;
+  }
+  return out;
+}
+
+const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/** Char code -> 6-bit value, -1 for characters outside the alphabet. */
+const BASE64_VALUE: readonly number[] = (() => {
+  const v = new Array<number>(128).fill(-1);
+  for (let i = 0; i < BASE64_ALPHABET.length; i++) v[BASE64_ALPHABET.charCodeAt(i)] = i;
+  return v;
+})();
+
+/** Standard base64 (RFC 4648 §4, with padding) of `bytes`, for JSON snapshots. */
+export function bytesToBase64(bytes: Uint8Array): string {
+  const parts: string[] = [];
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    parts.push(
+      BASE64_ALPHABET[n >> 18]! + BASE64_ALPHABET[(n >> 12) & 63]! + BASE64_ALPHABET[(n >> 6) & 63]!,
+      BASE64_ALPHABET[n & 63]!,
+    );
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = bytes[i]! << 16;
+    parts.push(`${BASE64_ALPHABET[n >> 18]!}${BASE64_ALPHABET[(n >> 12) & 63]!}==`);
+  } else if (rest === 2) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
+    parts.push(
+      `${BASE64_ALPHABET[n >> 18]!}${BASE64_ALPHABET[(n >> 12) & 63]!}${BASE64_ALPHABET[(n >> 6) & 63]!}=`,
+    );
+  }
+  return parts.join("");
+}
+
+/** The bytes of padded standard base64 text, or undefined if `text` is not exactly that. */
+export function base64ToBytes(text: string): Uint8Array | undefined {
+  if (text.length % 4 !== 0) return undefined;
+  const pad = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  const out = new Uint8Array((text.length / 4) * 3 - pad);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    let n = 0;
+    for (let j = 0; j < 4; j++) {
+      const c = text.charCodeAt(i + j);
+      const isPad = c === 61 && i + 4 === text.length && j >= 4 - pad;
+      const v = isPad ? 0 : c < 128 ? BASE64_VALUE[c]! : -1;
+      if (v < 0) return undefined;
+      n = (n << 6) | v;
+    }
+    if (o < out.length) out[o++] = (n >> 16) & 0xff;
+    if (o < out.length) out[o++] = (n >> 8) & 0xff;
+    if (o < out.length) out[o++] = n & 0xff;
+  }
+  // Canonical form only: the bits that padding drops must be zero.
+  if (pad > 0 && bytesToBase64(out) !== text) return undefined;
+  return out;
+}

@@ -1,0 +1,86 @@
+/**
+ * The replicated state machine's public surface: the MVCC key space, the lease
+ * table, and the leader's lease duties (the lessor, which takes time as an
+ * argument and is not replicated). Deterministic: same commands in, same state out.
+ */
+
+export {
+  base64ToBytes,
+  bytesEqual,
+  bytesToBase64,
+  bytesToKeyString,
+  compareBytes,
+  EMPTY_BYTES,
+  isRangeEndToEnd,
+  keyStringToBytes,
+  prefixEnd,
+  RANGE_END_TO_END,
+} from "./bytes.ts";
+export type {
+  CheckpointOutcome,
+  GrantOutcome,
+  LeaseInfo,
+  LeaseSnapshotEntry,
+  LeaseTableOptions,
+  LeaseTableSnapshot,
+  LeaseTimeToLiveInfo,
+  RevokeOutcome,
+} from "./lease.ts";
+export {
+  DEFAULT_MIN_LEASE_TTL_SECONDS,
+  describeLease,
+  LeaseTable,
+  MAX_LEASE_ID,
+  MAX_LEASE_TTL_SECONDS,
+} from "./lease.ts";
+export type {
+  KeepAliveOutcome,
+  LeaseCheckpoint,
+  LeaseRef,
+  LessorOptions,
+  RemainingOutcome,
+} from "./lessor.ts";
+export {
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  DEFAULT_ELECTION_TIMEOUT_MS,
+  DEFAULT_REVOKE_RETRY_MS,
+  DEFAULT_SPREAD_LEASES_PER_SECOND,
+  Lessor,
+  MAX_CHECKPOINTS_PER_BATCH,
+  MAX_LEASES_PER_REVOKE_BATCH,
+} from "./lessor.ts";
+export type { Limits } from "./limits.ts";
+export { DEFAULT_LIMITS } from "./limits.ts";
+export type {
+  CompactResult,
+  Compare,
+  CompareResult,
+  DeleteKeysResult,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  DeleteRangeResult,
+  EventsSinceResult,
+  KeyRange,
+  MvccError,
+  MvccOptions,
+  MvccSnapshot,
+  PutRequest,
+  PutResponse,
+  PutResult,
+  RangeRequest,
+  RangeResponse,
+  RangeResult,
+  RequestError,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  TxnResponse,
+  TxnResult,
+  WriteEffects,
+  WriteOptions,
+} from "./mvcc.ts";
+export { checkTxnRequest, describeEvent, MvccStore, NO_LEASES } from "./mvcc.ts";
+export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
+export { leaseId, NO_LEASE, revision } from "./types.ts";

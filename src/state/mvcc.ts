@@ -1,0 +1,1227 @@
+/**
+ * The MVCC key space with etcd v3 semantics (api/etcdserverpb/rpc.proto:
+ * Range, Put, DeleteRange, Txn, Compare, Compaction; behaviour as etcd's
+ * server/etcdserver/txn and server/storage/mvcc apply it). Written from the
+ * semantics, not from etcd's code.
+ *
+ * Contract:
+ * - Deterministic: the same calls in the same order give the same state, the
+ *   same answers and the same events on every replica. No clock, no
+ *   randomness, no iteration of undefined order.
+ * - Expected outcomes (compacted, key not found, duplicate key, ...) are
+ *   returned as `{ ok: false, error }`, always before any change: a call that
+ *   fails changes nothing. Assertions are for bugs only.
+ * - Revisions: the store starts at revision 0 (types.ts: "0 means none"; etcd
+ *   starts at 1). A write that changes something takes the next revision, and
+ *   every change it makes shares that revision, in op order. A Put always
+ *   changes something; a DeleteRange changes something only if it deleted a
+ *   key. So a read-only txn, a txn whose deletes matched nothing, and a
+ *   DeleteRange that matched nothing leave the revision alone (etcd: the
+ *   revision moves iff the write txn recorded changes).
+ * - Every write returns its events (in op order, prevKv always filled when the
+ *   key existed; the watch layer decides whether to send it) and the lease
+ *   attachments it changed, so the lease table updates in O(1) per key.
+ * - Stored keys and values are copies of the request's bytes; returned
+ *   KeyValues share the stored bytes and must not be mutated.
+ *
+ * Data structures (n keys, k keys in a range, h versions of one key):
+ * - `live`: B+ tree, key string -> the current KeyValue. Put / delete of one
+ *   key O(log n); a read at the current revision O(log n + k).
+ * - `history`: B+ tree, key string -> the key's changes (the event that made
+ *   each version), oldest first. A read at a past revision visits the keys in
+ *   range and binary-searches each one's changes: O(log n + k' log h), where k'
+ *   also counts keys deleted in the range and not yet compacted away.
+ * - `log`: every event at revision >= the compacted revision, in revision then
+ *   op order (the same event objects as `history`). A watcher catching up on N
+ *   events from revision r costs O(log E + N): binary search, then a scan of the
+ *   events since r (one key: its own changes only).
+ * - Compaction at c visits every key (O(n + dropped)), as etcd's does.
+ *
+ * Where this store departs from etcd, on purpose:
+ * - A delete whose range end is "\0" (to the end) counts as [key, +inf) in the
+ *   txn duplicate-key check. etcd compares the raw "\0" and so never sees the
+ *   overlap (etcd-io/etcd#22445, fix proposed in #22395); it then lets a txn
+ *   delete and re-create a key in one revision, and panics if such a put has
+ *   ignore_value. With this rule a put in a txn always sees its key as it was
+ *   before the txn.
+ * - Nested txns in etcd carry no revision in their response header (0); here
+ *   the nested TxnResponse has no revision field at all.
+ * - Sorting by a target other than the key breaks ties by key, ascending, for
+ *   both orders (etcd's sort is not stable, so its tie order is unspecified).
+ */
+
+import btreeModule from "sorted-btree";
+import { assert, assertNever, describeData } from "../raft/index.ts";
+
+import {
+  base64ToBytes,
+  bytesToBase64,
+  bytesToKeyString,
+  compareBytes,
+  EMPTY_BYTES,
+  isRangeEndToEnd,
+} from "./bytes.ts";
+import type { Limits } from "./limits.ts";
+import { DEFAULT_LIMITS } from "./limits.ts";
+import type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
+import { revision as asRevision, leaseId, NO_LEASE } from "./types.ts";
+
+// ---------------------------------------------------------------------------
+// The B+ tree import.
+
+type BTreeClass = typeof btreeModule.default;
+type Tree<K, V> = btreeModule.default<K, V>;
+
+/**
+ * sorted-btree is CommonJS with `exports.default = BTree`. tsc (NodeNext) types
+ * the default import as module.exports, whose `default` is the class; tsx and
+ * vitest apply the __esModule interop and hand over the class itself. Accept
+ * both, so the same source runs under node, tsx and vitest.
+ */
+const BTree: BTreeClass = (() => {
+  const m: unknown = btreeModule;
+  return typeof m === "function" ? (m as BTreeClass) : btreeModule.default;
+})();
+
+/** Key strings are one char per byte, so plain string order is bytewise order. */
+function compareKeyStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function newTree<V>(): Tree<string, V> {
+  return new BTree<string, V>(undefined, compareKeyStrings);
+}
+
+// ---------------------------------------------------------------------------
+// Requests and responses (etcd rpc.proto, in TypeScript shapes).
+
+/**
+ * The keys a request names (etcd key + range_end). `key` must not be empty.
+ * - `rangeEnd` absent or empty: the single key `key`.
+ * - `rangeEnd` = "\0" (RANGE_END_TO_END): every key >= `key`; with key "\0", every key.
+ * - otherwise: [key, rangeEnd); empty when rangeEnd <= key. Use prefixEnd(key) for a prefix.
+ */
+export interface KeyRange {
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array | undefined;
+}
+
+/** etcd RangeRequest.SortOrder. */
+export type SortOrder = "none" | "ascend" | "descend";
+/** etcd RangeRequest.SortTarget. */
+export type SortTarget = "key" | "version" | "create" | "mod" | "value";
+
+/** etcd RangeRequest. Absent numbers mean 0 ("no limit", "current revision", "no filter"). */
+export interface RangeRequest extends KeyRange {
+  /** At most this many kvs; 0 or negative: no limit. */
+  readonly limit?: number | undefined;
+  /** Read at this past revision; 0: the current one. */
+  readonly revision?: Revision | undefined;
+  readonly sortOrder?: SortOrder | undefined;
+  readonly sortTarget?: SortTarget | undefined;
+  /** Return kvs with empty values. */
+  readonly keysOnly?: boolean | undefined;
+  /** Return only the count. */
+  readonly countOnly?: boolean | undefined;
+  readonly minModRevision?: Revision | undefined;
+  readonly maxModRevision?: Revision | undefined;
+  readonly minCreateRevision?: Revision | undefined;
+  readonly maxCreateRevision?: Revision | undefined;
+}
+
+/**
+ * etcd RangeResponse. `count` is the number of keys in the range at the read
+ * revision before the limit AND before the min/max revision filters (etcd
+ * counts in the index, then filters); `more` says the limit cut the (filtered,
+ * sorted) list. `revision` is the store's current revision, not the one read at.
+ */
+export interface RangeResponse {
+  readonly kvs: readonly KeyValue[];
+  readonly more: boolean;
+  readonly count: number;
+  readonly revision: Revision;
+}
+
+/** etcd PutRequest. */
+export interface PutRequest {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  /** Attach the key to this lease; absent or NO_LEASE: none. */
+  readonly lease?: LeaseId | undefined;
+  /** Return the previous version in the response. */
+  readonly prevKv?: boolean | undefined;
+  /** Keep the current value (the key must exist; `value` must be empty). */
+  readonly ignoreValue?: boolean | undefined;
+  /** Keep the current lease (the key must exist; `lease` must be absent or NO_LEASE). */
+  readonly ignoreLease?: boolean | undefined;
+}
+
+/** etcd PutResponse. */
+export interface PutResponse {
+  readonly revision: Revision;
+  /** The version replaced, when asked for with `prevKv` and the key existed. */
+  readonly prevKv: KeyValue | undefined;
+}
+
+/** etcd DeleteRangeRequest. */
+export interface DeleteRangeRequest extends KeyRange {
+  /** Return the deleted versions in the response. */
+  readonly prevKv?: boolean | undefined;
+}
+
+/** etcd DeleteRangeResponse. */
+export interface DeleteRangeResponse {
+  readonly revision: Revision;
+  readonly deleted: number;
+  /** The deleted versions in key order, when asked for with `prevKv`; else empty. */
+  readonly prevKvs: readonly KeyValue[];
+}
+
+/** etcd Compare.CompareResult: how the stored field relates to the given one. */
+export type CompareResult = "equal" | "notEqual" | "greater" | "less";
+
+/**
+ * etcd Compare: one condition of a txn. With a rangeEnd it must hold for every
+ * key in the range. When no key exists (in the range), version, create, mod
+ * and lease compare as 0, and a value compare is false whatever the result.
+ */
+export type Compare = {
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array | undefined;
+  readonly result: CompareResult;
+} & (
+  | { readonly target: "value"; readonly value: Uint8Array }
+  | { readonly target: "version"; readonly version: number }
+  | { readonly target: "create"; readonly createRevision: Revision }
+  | { readonly target: "mod"; readonly modRevision: Revision }
+  | { readonly target: "lease"; readonly lease: LeaseId }
+);
+
+/** etcd RequestOp: one operation of a txn branch. */
+export type RequestOp =
+  | { readonly type: "range"; readonly request: RangeRequest }
+  | { readonly type: "put"; readonly request: PutRequest }
+  | { readonly type: "deleteRange"; readonly request: DeleteRangeRequest }
+  | { readonly type: "txn"; readonly request: TxnRequest };
+
+/** etcd TxnRequest: if every compare holds, run `success`, else `failure`. */
+export interface TxnRequest {
+  readonly compare?: readonly Compare[] | undefined;
+  readonly success?: readonly RequestOp[] | undefined;
+  readonly failure?: readonly RequestOp[] | undefined;
+}
+
+/** etcd ResponseOp, one per op of the branch that ran. */
+export type ResponseOp =
+  | { readonly type: "range"; readonly response: RangeResponse }
+  | { readonly type: "put"; readonly response: PutResponse }
+  | { readonly type: "deleteRange"; readonly response: DeleteRangeResponse }
+  | { readonly type: "txn"; readonly response: TxnResponse };
+
+/** etcd TxnResponse without its header (the revision is on the top-level result). */
+export interface TxnResponse {
+  readonly succeeded: boolean;
+  readonly responses: readonly ResponseOp[];
+}
+
+/** What a write did, for the watch hub and the lease table. */
+export interface WriteEffects {
+  /** One per changed key, in op order; all at the write's revision. */
+  readonly events: readonly KvEvent[];
+  /** In op order; apply them in order (a key put then deleted in one txn, see checkTxnRequest, appears twice). */
+  readonly leaseChanges: readonly LeaseChange[];
+}
+
+/** Passed by the caller, who owns the lease table. */
+export interface WriteOptions {
+  /** Whether a lease with this id exists now (never asked about NO_LEASE). */
+  readonly leaseExists: (id: LeaseId) => boolean;
+}
+
+/** Options for a write that names no lease, or a caller without a lease table: every lease is unknown. */
+export const NO_LEASES: WriteOptions = Object.freeze({ leaseExists: () => false });
+
+/**
+ * Expected failures, each with the etcd message the API layer maps it to:
+ * - emptyKey: "etcdserver: key is not provided"
+ * - valueProvided: "etcdserver: value is provided" (ignoreValue with a value)
+ * - leaseProvided: "etcdserver: lease is provided" (ignoreLease with a lease)
+ * - tooManyOps: "etcdserver: too many operations in txn request"
+ * - duplicateKey: "etcdserver: duplicate key given in txn request"
+ * - compacted: "etcdserver: mvcc: required revision has been compacted"
+ * - futureRevision: "etcdserver: mvcc: required revision is a future revision"
+ * - keyNotFound: "etcdserver: key not found" (ignoreValue/ignoreLease on a missing key)
+ * - leaseNotFound: "etcdserver: requested lease not found"
+ */
+export type MvccError =
+  | "emptyKey"
+  | "valueProvided"
+  | "leaseProvided"
+  | "tooManyOps"
+  | "duplicateKey"
+  | "compacted"
+  | "futureRevision"
+  | "keyNotFound"
+  | "leaseNotFound";
+
+/** The request-shape errors: decided from the request alone, before reading anything. */
+export type RequestError = Extract<
+  MvccError,
+  "emptyKey" | "valueProvided" | "leaseProvided" | "tooManyOps" | "duplicateKey"
+>;
+
+/** A failed call: nothing changed. */
+export interface MvccFailure<E extends MvccError> {
+  readonly ok: false;
+  readonly error: E;
+}
+
+export type RangeResult =
+  | ({ readonly ok: true } & RangeResponse)
+  | MvccFailure<"emptyKey" | "compacted" | "futureRevision">;
+export type PutResult =
+  | ({ readonly ok: true } & PutResponse & WriteEffects)
+  | MvccFailure<"emptyKey" | "valueProvided" | "leaseProvided" | "keyNotFound" | "leaseNotFound">;
+export type DeleteRangeResult =
+  | ({ readonly ok: true } & DeleteRangeResponse & WriteEffects)
+  | MvccFailure<"emptyKey">;
+/** `revision` is the store's revision after the txn: bumped iff the txn changed something. */
+export type TxnResult =
+  | ({ readonly ok: true; readonly revision: Revision } & TxnResponse & WriteEffects)
+  | MvccFailure<MvccError>;
+export type DeleteKeysResult = { readonly revision: Revision; readonly deleted: number } & WriteEffects;
+/** `revision` is the store's current revision (compaction takes none). */
+export type CompactResult =
+  | { readonly ok: true; readonly revision: Revision }
+  | MvccFailure<"compacted" | "futureRevision">;
+/**
+ * Events in revision then op order. Resume with `nextRevision`: the first
+ * revision not yet delivered for this range.
+ */
+export type EventsSinceResult =
+  | { readonly ok: true; readonly events: readonly KvEvent[]; readonly nextRevision: Revision }
+  | { readonly ok: false; readonly error: "compacted"; readonly compactRevision: Revision };
+
+/** Store configuration; must be the same on every member. */
+export interface MvccOptions {
+  readonly limits?: Limits | undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot format: plain JSON data (bytes as base64, lease ids as decimal strings).
+
+/** A KeyValue in a snapshot. */
+export interface SnapshotKeyValue {
+  readonly key: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly value: string;
+  readonly lease: string;
+}
+
+/** One change in a snapshot; a delete's revision is its tombstone's modRevision. */
+export type SnapshotChange =
+  | { readonly type: "put"; readonly kv: SnapshotKeyValue }
+  | { readonly type: "delete"; readonly key: string; readonly revision: number };
+
+/**
+ * The whole store as JSON-serializable data. Replaying `changes` on top of
+ * `base` rebuilds the history, the event log and the current state exactly.
+ */
+export interface MvccSnapshot {
+  readonly formatVersion: 1;
+  readonly revision: number;
+  readonly compactedRevision: number;
+  /**
+   * Per key, in key order: its newest version older than the compacted
+   * revision, when that version is not a tombstone. It is what a read at the
+   * compacted revision sees of a key not changed at it.
+   */
+  readonly base: readonly SnapshotKeyValue[];
+  /** Every change at or after the compacted revision, in revision then op order. */
+  readonly changes: readonly SnapshotChange[];
+}
+
+// ---------------------------------------------------------------------------
+// Request checks that need no state (etcd's v3rpc checks).
+
+/**
+ * The request-shape checks etcd's gateway runs on a txn, in etcd's order:
+ * - too many ops: max(|compare|, |success|, |failure|) > txnOpsMax; each nested
+ *   txn is held to what its parent left (txnOpsMax minus the parent's count);
+ * - empty keys, value/lease given with ignoreValue/ignoreLease;
+ * - duplicate keys (etcd checkIntervals), per branch: a key put twice, or put
+ *   and covered by a delete, is an error. Deletes may overlap each other. A
+ *   nested txn's success and failure may put the same key (only one runs).
+ *   As in etcd, a put in a nested txn is checked against the deletes of the
+ *   enclosing level and of the nested txns before it, and a level's own puts
+ *   against everything below: so a put in one nested txn followed by a delete
+ *   of that key in a later sibling nested txn is accepted, and the key is put
+ *   then deleted within one revision. Unlike etcd, a "\0" range end counts as
+ *   +inf (see the header).
+ */
+export function checkTxnRequest(
+  req: TxnRequest,
+  limits: Pick<Limits, "txnOpsMax">,
+): RequestError | undefined {
+  const shape = checkTxnShape(req, limits.txnOpsMax);
+  if (shape !== undefined) return shape;
+  if (writeSets(req.success ?? []) === undefined) return "duplicateKey";
+  if (writeSets(req.failure ?? []) === undefined) return "duplicateKey";
+  return undefined;
+}
+
+function checkTxnShape(req: TxnRequest, opsMax: number): RequestError | undefined {
+  const compare = req.compare ?? [];
+  const success = req.success ?? [];
+  const failure = req.failure ?? [];
+  const opCount = Math.max(compare.length, success.length, failure.length);
+  if (opCount > opsMax) return "tooManyOps";
+  for (const c of compare) if (c.key.length === 0) return "emptyKey";
+  for (const op of success) {
+    const e = checkOpShape(op, opsMax - opCount);
+    if (e !== undefined) return e;
+  }
+  for (const op of failure) {
+    const e = checkOpShape(op, opsMax - opCount);
+    if (e !== undefined) return e;
+  }
+  return undefined;
+}
+
+function checkOpShape(op: RequestOp, opsMax: number): RequestError | undefined {
+  switch (op.type) {
+    case "range":
+      return op.request.key.length === 0 ? "emptyKey" : undefined;
+    case "put":
+      return checkPutShape(op.request);
+    case "deleteRange":
+      return op.request.key.length === 0 ? "emptyKey" : undefined;
+    case "txn":
+      return checkTxnShape(op.request, opsMax);
+    default:
+      return assertNever(op, "request op");
+  }
+}
+
+function checkPutShape(req: PutRequest): "emptyKey" | "valueProvided" | "leaseProvided" | undefined {
+  if (req.key.length === 0) return "emptyKey";
+  if (req.ignoreValue && req.value.length !== 0) return "valueProvided";
+  if (req.ignoreLease && req.lease !== undefined && req.lease !== NO_LEASE) return "leaseProvided";
+  return undefined;
+}
+
+/** Greater than every key string (whose chars are 0..255): the upper bound "to the end". */
+const KEY_STRING_INFINITY = "\u0100";
+
+/**
+ * A union of key intervals [lo, hi), kept as disjoint runs in a B+ tree keyed by
+ * `lo`: add and contains are O(log n) amortized (each run is merged away once).
+ */
+class IntervalSet {
+  private readonly runs: Tree<string, string> = newTree<string>();
+
+  add(lo: string, hi: string): void {
+    if (lo >= hi) return;
+    const before = this.runs.getPairOrNextLower(lo);
+    if (before !== undefined && before[1] >= lo) {
+      lo = before[0];
+      if (before[1] > hi) hi = before[1];
+    }
+    for (;;) {
+      const next = this.runs.getPairOrNextHigher(lo);
+      if (next === undefined || next[0] > hi) break;
+      if (next[1] > hi) hi = next[1];
+      this.runs.delete(next[0]);
+    }
+    this.runs.set(lo, hi);
+  }
+
+  addAll(other: IntervalSet): void {
+    for (const [lo, hi] of other.runs.entries()) this.add(lo, hi);
+  }
+
+  contains(k: string): boolean {
+    const run = this.runs.getPairOrNextLower(k);
+    return run !== undefined && k < run[1];
+  }
+}
+
+/** The keys a branch puts and the intervals it deletes (etcd checkIntervals); undefined on a duplicate. */
+function writeSets(ops: readonly RequestOp[]): { puts: Set<string>; dels: IntervalSet } | undefined {
+  const dels = new IntervalSet();
+  for (const op of ops) {
+    if (op.type !== "deleteRange") continue;
+    const span = spanOf(op.request);
+    dels.add(span.lo, span.single ? `${span.lo}\0` : (span.hi ?? KEY_STRING_INFINITY));
+  }
+  const puts = new Set<string>();
+  for (const op of ops) {
+    if (op.type !== "txn") continue;
+    const then = writeSets(op.request.success ?? []);
+    if (then === undefined) return undefined;
+    const otherwise = writeSets(op.request.failure ?? []);
+    if (otherwise === undefined) return undefined;
+    for (const k of then.puts) {
+      if (puts.has(k) || dels.contains(k)) return undefined;
+      puts.add(k);
+    }
+    for (const k of otherwise.puts) {
+      // Only one branch of a txn runs: the same key in both is fine.
+      if (puts.has(k) && !then.puts.has(k)) return undefined;
+      if (dels.contains(k)) return undefined;
+      puts.add(k);
+    }
+    dels.addAll(then.dels);
+    dels.addAll(otherwise.dels);
+  }
+  for (const op of ops) {
+    if (op.type !== "put") continue;
+    const k = bytesToKeyString(op.request.key);
+    if (puts.has(k) || dels.contains(k)) return undefined;
+    puts.add(k);
+  }
+  return { puts, dels };
+}
+
+// ---------------------------------------------------------------------------
+// Key spans.
+
+/** A KeyRange resolved once: key strings for the trees, bytes for matching events. */
+interface Span {
+  readonly lo: string;
+  /** Exclusive upper bound; undefined: to the end (or unused when `single`). */
+  readonly hi: string | undefined;
+  readonly single: boolean;
+  readonly loBytes: Uint8Array;
+  readonly hiBytes: Uint8Array | undefined;
+}
+
+function spanOf(r: KeyRange): Span {
+  const lo = bytesToKeyString(r.key);
+  const end = r.rangeEnd;
+  if (end === undefined || end.length === 0) {
+    return { lo, hi: undefined, single: true, loBytes: r.key, hiBytes: undefined };
+  }
+  if (isRangeEndToEnd(end)) return { lo, hi: undefined, single: false, loBytes: r.key, hiBytes: undefined };
+  return { lo, hi: bytesToKeyString(end), single: false, loBytes: r.key, hiBytes: end };
+}
+
+function spanHas(span: Span, key: Uint8Array): boolean {
+  const c = compareBytes(key, span.loBytes);
+  if (span.single) return c === 0;
+  return c >= 0 && (span.hiBytes === undefined || compareBytes(key, span.hiBytes) < 0);
+}
+
+/** Visits the entries of `tree` in `span` in key order while `visit` returns true. */
+function forEachIn<V>(tree: Tree<string, V>, span: Span, visit: (k: string, v: V) => boolean): void {
+  if (span.single) {
+    const v = tree.get(span.lo);
+    if (v !== undefined) visit(span.lo, v);
+    return;
+  }
+  if (span.hi !== undefined && span.hi <= span.lo) return;
+  for (const [k, v] of tree.entries(span.lo)) {
+    if (span.hi !== undefined && k >= span.hi) return;
+    if (!visit(k, v)) return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers on changes and kvs.
+
+/** The number of changes with modRevision < rev (changes are in revision order). */
+function countBefore(changes: readonly KvEvent[], rev: number): number {
+  let lo = 0;
+  let hi = changes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (changes[mid]!.kv.modRevision < rev) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The version of a key visible at `rev` (its newest change at or before rev), if not deleted. */
+function versionAt(changes: readonly KvEvent[], rev: number): KeyValue | undefined {
+  const i = countBefore(changes, rev + 1);
+  if (i === 0) return undefined;
+  const kv = changes[i - 1]!.kv;
+  return kv.version === 0 ? undefined : kv;
+}
+
+function tombstone(key: Uint8Array, rev: Revision): KeyValue {
+  return {
+    key,
+    createRevision: asRevision(0),
+    modRevision: rev,
+    version: 0,
+    value: EMPTY_BYTES,
+    lease: NO_LEASE,
+  };
+}
+
+function compareNumbers(a: number | bigint, b: number | bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The field of `kv` a compare targets, compared with the compare's operand; kv undefined: an absent key (zero values). */
+function compareHoldsFor(c: Compare, kv: KeyValue | undefined): boolean {
+  let cmp: number;
+  switch (c.target) {
+    case "value":
+      assert(kv !== undefined, "mvcc: a value compare on an absent key is decided by the caller");
+      cmp = compareBytes(kv.value, c.value);
+      break;
+    case "version":
+      cmp = compareNumbers(kv?.version ?? 0, c.version);
+      break;
+    case "create":
+      cmp = compareNumbers(kv?.createRevision ?? 0, c.createRevision);
+      break;
+    case "mod":
+      cmp = compareNumbers(kv?.modRevision ?? 0, c.modRevision);
+      break;
+    case "lease":
+      cmp = compareNumbers(kv?.lease ?? NO_LEASE, c.lease);
+      break;
+    default:
+      return assertNever(c, "compare target");
+  }
+  switch (c.result) {
+    case "equal":
+      return cmp === 0;
+    case "notEqual":
+      return cmp !== 0;
+    case "greater":
+      return cmp > 0;
+    case "less":
+      return cmp < 0;
+    default:
+      return assertNever(c.result, "compare result");
+  }
+}
+
+function sortComparator(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
+  switch (target) {
+    case "key":
+      return (a, b) => compareBytes(a.key, b.key);
+    case "version":
+      return (a, b) => a.version - b.version;
+    case "create":
+      return (a, b) => a.createRevision - b.createRevision;
+    case "mod":
+      return (a, b) => a.modRevision - b.modRevision;
+    case "value":
+      return (a, b) => compareBytes(a.value, b.value);
+    default:
+      return assertNever(target, "sort target");
+  }
+}
+
+/** The branch a txn runs given whether its compares held. */
+function branchOf(req: TxnRequest, succeeded: boolean): readonly RequestOp[] {
+  return (succeeded ? req.success : req.failure) ?? [];
+}
+
+/**
+ * Which branch every txn on the executed path takes, decided before any write
+ * (etcd compareToPath): nested compares see the state before the txn, not
+ * the writes of the ops before them.
+ */
+interface TxnPath {
+  readonly succeeded: boolean;
+  /** One per txn op of the chosen branch, in op order. */
+  readonly nested: readonly TxnPath[];
+}
+
+/** The write in progress: its revision-to-be and what it did so far. */
+interface WriteBatch {
+  readonly revision: Revision;
+  changed: boolean;
+  readonly events: KvEvent[];
+  readonly leaseChanges: LeaseChange[];
+}
+
+function encodeKv(kv: KeyValue): SnapshotKeyValue {
+  return {
+    key: bytesToBase64(kv.key),
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
+    version: kv.version,
+    value: bytesToBase64(kv.value),
+    lease: kv.lease.toString(),
+  };
+}
+
+function decodeBytes(text: string, what: string): Uint8Array {
+  const b = base64ToBytes(text);
+  assert(b !== undefined, `mvcc snapshot: ${what} is not base64`);
+  return b;
+}
+
+function decodeKv(s: SnapshotKeyValue): KeyValue {
+  assert(/^\d+$/.test(s.lease), `mvcc snapshot: bad lease id ${s.lease}`);
+  for (const n of [s.createRevision, s.modRevision, s.version]) {
+    assert(Number.isSafeInteger(n) && n >= 0, `mvcc snapshot: bad number ${n}`);
+  }
+  return {
+    key: decodeBytes(s.key, "key"),
+    createRevision: asRevision(s.createRevision),
+    modRevision: asRevision(s.modRevision),
+    version: s.version,
+    value: decodeBytes(s.value, "value"),
+    lease: leaseId(BigInt(s.lease)),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The store.
+
+/** The MVCC key space of one replica. See the file header for the contract. */
+export class MvccStore {
+  private readonly limits: Limits;
+  /** The revision of the last write that changed something. Invariant: compacted <= rev. */
+  private rev: Revision;
+  /** Reads below this revision fail. 0: never compacted. */
+  private compacted: Revision;
+  /** Every key that exists now -> its current version. Invariant: equals the last change in `history` when that is a put. */
+  private readonly live: Tree<string, KeyValue>;
+  /**
+   * Every key with a change still kept -> its changes, oldest first, in
+   * revision then op order. Invariant: at most the first change is older than
+   * `compacted`, and then it is a put (with prevKv dropped); never empty.
+   */
+  private readonly history: Tree<string, KvEvent[]>;
+  /** Every change at revision >= compacted, in revision then op order; the same objects as in `history`. */
+  private log: KvEvent[];
+  /** The write being applied, while one is. */
+  private batch: WriteBatch | undefined;
+
+  constructor(options: MvccOptions = {}) {
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    assert(this.limits.txnOpsMax >= 1, "mvcc: txnOpsMax must be positive");
+    assert(this.limits.watchBatchRevisionsMax >= 1, "mvcc: watchBatchRevisionsMax must be positive");
+    this.rev = asRevision(0);
+    this.compacted = asRevision(0);
+    this.live = newTree<KeyValue>();
+    this.history = newTree<KvEvent[]>();
+    this.log = [];
+    this.batch = undefined;
+  }
+
+  /** The revision of the last write that changed something (0 before any). */
+  currentRevision(): Revision {
+    return this.rev;
+  }
+
+  /** The revision of the last compaction (0 if none): reads below it fail. */
+  compactedRevision(): Revision {
+    return this.compacted;
+  }
+
+  // -- reads -----------------------------------------------------------------
+
+  /** etcd Range. Fails with "compacted" below the compacted revision, "futureRevision" above the current one. */
+  range(req: RangeRequest): RangeResult {
+    if (req.key.length === 0) return { ok: false, error: "emptyKey" };
+    const e = this.checkReadRevision(req.revision);
+    if (e !== undefined) return { ok: false, error: e };
+    return { ok: true, ...this.readRange(req) };
+  }
+
+  /**
+   * The events with revision >= `start` on keys in `range`, in revision then op
+   * order, at most `revisionsMax` distinct revisions (whole revisions only).
+   * Fails when `start` is below the compacted revision; watching from exactly
+   * the compacted revision works (etcd cancels a watcher only when its start
+   * is below the compact revision, and clients restart from that revision).
+   * Cost O(log E + N) for the N events scanned; a single key scans only its own.
+   */
+  eventsSince(
+    start: Revision,
+    range: KeyRange,
+    revisionsMax: number = this.limits.watchBatchRevisionsMax,
+  ): EventsSinceResult {
+    assert(this.batch === undefined, "mvcc: eventsSince during a write");
+    assert(Number.isSafeInteger(revisionsMax) && revisionsMax >= 1, `mvcc: bad revisionsMax ${revisionsMax}`);
+    if (start < this.compacted) return { ok: false, error: "compacted", compactRevision: this.compacted };
+    const span = spanOf(range);
+    const source = span.single ? (this.history.get(span.lo) ?? []) : this.log;
+    const events: KvEvent[] = [];
+    let revisions = 0;
+    let last = -1;
+    for (let i = countBefore(source, start); i < source.length; i++) {
+      const ev = source[i]!;
+      if (!span.single && !spanHas(span, ev.kv.key)) continue;
+      const r = ev.kv.modRevision;
+      if (r !== last) {
+        if (revisions === revisionsMax) return { ok: true, events, nextRevision: r };
+        revisions++;
+        last = r;
+      }
+      events.push(ev);
+    }
+    return { ok: true, events, nextRevision: asRevision(Math.max(start, this.rev + 1)) };
+  }
+
+  // -- writes ----------------------------------------------------------------
+
+  /**
+   * etcd Put. Checks, in etcd's order: the request shape, the lease
+   * (options.leaseExists), then that the key exists when ignoreValue or
+   * ignoreLease asks to keep its value or lease. Always takes a new revision.
+   */
+  put(req: PutRequest, options: WriteOptions = NO_LEASES): PutResult {
+    const shape = checkPutShape(req);
+    if (shape !== undefined) return { ok: false, error: shape };
+    const lease = req.lease ?? NO_LEASE;
+    if (lease !== NO_LEASE && !options.leaseExists(lease)) return { ok: false, error: "leaseNotFound" };
+    if ((req.ignoreValue || req.ignoreLease) && !this.live.has(bytesToKeyString(req.key))) {
+      return { ok: false, error: "keyNotFound" };
+    }
+    const batch = this.begin();
+    const response = this.execPut(req, batch);
+    return { ok: true, ...response, ...this.commit(batch) };
+  }
+
+  /** etcd DeleteRange. Takes a new revision only if it deleted something. */
+  deleteRange(req: DeleteRangeRequest): DeleteRangeResult {
+    if (req.key.length === 0) return { ok: false, error: "emptyKey" };
+    const batch = this.begin();
+    const response = this.execDelete(req, batch);
+    return { ok: true, ...response, ...this.commit(batch) };
+  }
+
+  /**
+   * etcd Txn, in one revision. In order: the request checks (checkTxnRequest);
+   * every compare on the executed path, against the state before the txn;
+   * the executed path's ops against that same state (a range's revision must
+   * be readable; a put's lease must exist, and its key too with
+   * ignoreValue/ignoreLease); then the ops run in order. Ranges in the txn see
+   * the writes before them. The revision moves iff an op changed something.
+   */
+  txn(req: TxnRequest, options: WriteOptions = NO_LEASES): TxnResult {
+    const requestError = checkTxnRequest(req, this.limits);
+    if (requestError !== undefined) return { ok: false, error: requestError };
+    const path = this.pathOf(req);
+    const stateError = this.checkAgainstState(req, path, options);
+    if (stateError !== undefined) return { ok: false, error: stateError };
+    const batch = this.begin();
+    const response = this.execTxn(req, path, batch);
+    const effects = this.commit(batch);
+    return { ok: true, revision: this.rev, ...response, ...effects };
+  }
+
+  /**
+   * Deletes the given keys that exist, in one revision, in key order (as etcd's
+   * lease revoke does); duplicates count once. Used to revoke a lease: one
+   * delete event per key. Takes no revision when none of the keys exists.
+   */
+  deleteKeys(keys: readonly Uint8Array[]): DeleteKeysResult {
+    for (const k of keys) assert(k.length > 0, "mvcc: deleteKeys with an empty key");
+    const sorted = keys.map(bytesToKeyString).sort();
+    const batch = this.begin();
+    let deleted = 0;
+    for (let i = 0; i < sorted.length; i++) {
+      const k = sorted[i]!;
+      if (i > 0 && sorted[i - 1] === k) continue;
+      const prev = this.live.get(k);
+      if (prev === undefined) continue;
+      this.record(k, tombstone(prev.key, batch.revision), prev, batch);
+      deleted++;
+    }
+    const effects = this.commit(batch);
+    return { revision: this.rev, deleted, ...effects };
+  }
+
+  /**
+   * etcd Compaction: forgets history below `target`. Afterwards reads at
+   * revisions >= target answer as before, reads below fail with "compacted",
+   * and eventsSince works from target on. Per key it keeps every change at or
+   * after target and the newest one before it unless that is a tombstone.
+   * Errors: target <= the compacted revision: "compacted"; target > current: "futureRevision".
+   */
+  compact(target: Revision): CompactResult {
+    assert(this.batch === undefined, "mvcc: compact during a write");
+    if (target <= this.compacted) return { ok: false, error: "compacted" };
+    if (target > this.rev) return { ok: false, error: "futureRevision" };
+    const emptied: string[] = [];
+    for (const [k, changes] of this.history.entries()) {
+      const older = countBefore(changes, target);
+      if (older === 0) continue;
+      const newestOlder = changes[older - 1]!;
+      if (newestOlder.kv.version === 0) {
+        changes.splice(0, older);
+      } else {
+        changes.splice(0, older, { type: "put", kv: newestOlder.kv, prevKv: undefined });
+      }
+      if (changes.length === 0) emptied.push(k);
+    }
+    for (const k of emptied) this.history.delete(k);
+    this.log = this.log.slice(countBefore(this.log, target));
+    this.compacted = target;
+    return { ok: true, revision: this.rev };
+  }
+
+  // -- snapshot --------------------------------------------------------------
+
+  /** The whole store as plain JSON-serializable data; see MvccSnapshot. */
+  snapshot(): MvccSnapshot {
+    assert(this.batch === undefined, "mvcc: snapshot during a write");
+    const base: SnapshotKeyValue[] = [];
+    for (const [, changes] of this.history.entries()) {
+      const first = changes[0]!;
+      if (first.kv.modRevision < this.compacted) base.push(encodeKv(first.kv));
+    }
+    const changes = this.log.map(
+      (ev): SnapshotChange =>
+        ev.type === "put"
+          ? { type: "put", kv: encodeKv(ev.kv) }
+          : { type: "delete", key: bytesToBase64(ev.kv.key), revision: ev.kv.modRevision },
+    );
+    return { formatVersion: 1, revision: this.rev, compactedRevision: this.compacted, base, changes };
+  }
+
+  /**
+   * A store equal to the one that made `snap`: same revision, compacted
+   * revision, answers at every readable revision, and events. The snapshot is
+   * trusted to come from snapshot() (checksummed by the storage layer); a
+   * structurally broken one fails an assertion.
+   */
+  static restore(snap: MvccSnapshot, options: MvccOptions = {}): MvccStore {
+    assert(snap.formatVersion === 1, `mvcc snapshot: unknown format ${String(snap.formatVersion)}`);
+    const store = new MvccStore(options);
+    const compacted = snap.compactedRevision;
+    assert(
+      Number.isSafeInteger(compacted) && compacted >= 0 && compacted <= snap.revision,
+      `mvcc snapshot: compacted ${compacted} vs revision ${snap.revision}`,
+    );
+    store.compacted = asRevision(compacted);
+    let previousKey: string | undefined;
+    for (const s of snap.base) {
+      const kv = decodeKv(s);
+      const k = bytesToKeyString(kv.key);
+      assert(previousKey === undefined || previousKey < k, "mvcc snapshot: base not in key order");
+      assert(kv.version > 0 && kv.modRevision < compacted, "mvcc snapshot: bad base version");
+      assert(kv.createRevision <= kv.modRevision, "mvcc snapshot: base created after modified");
+      previousKey = k;
+      store.live.set(k, kv);
+      store.history.set(k, [{ type: "put", kv, prevKv: undefined }]);
+    }
+    // Every revision from the compacted one (or 1) on has changes: replay them one write at a time.
+    store.rev = asRevision(Math.max(compacted - 1, 0));
+    let batch: WriteBatch | undefined;
+    for (const c of snap.changes) {
+      const r = c.type === "put" ? c.kv.modRevision : c.revision;
+      if (batch === undefined || r !== batch.revision) {
+        if (batch !== undefined) store.commit(batch);
+        batch = store.begin();
+        assert(r === batch.revision, `mvcc snapshot: change at ${r}, expected ${batch.revision}`);
+      }
+      if (c.type === "put") {
+        const kv = decodeKv(c.kv);
+        const k = bytesToKeyString(kv.key);
+        const prev = store.live.get(k);
+        assert(
+          prev === undefined
+            ? kv.version === 1 && kv.createRevision === r
+            : kv.version === prev.version + 1 && kv.createRevision === prev.createRevision,
+          `mvcc snapshot: put at ${r} does not follow the key's previous version`,
+        );
+        store.record(k, { ...kv, key: prev?.key ?? kv.key }, prev, batch);
+      } else {
+        const k = bytesToKeyString(decodeBytes(c.key, "key"));
+        const prev = store.live.get(k);
+        assert(prev !== undefined, `mvcc snapshot: delete at ${r} of a key that does not exist`);
+        store.record(k, tombstone(prev.key, batch.revision), prev, batch);
+      }
+    }
+    if (batch !== undefined) store.commit(batch);
+    assert(store.rev === snap.revision, `mvcc snapshot: changes end at ${store.rev}, not ${snap.revision}`);
+    store.checkInvariants();
+    return store;
+  }
+
+  /**
+   * Asserts the structural invariants (for tests, the simulator and restore).
+   * O(n + E).
+   */
+  checkInvariants(): void {
+    assert(this.batch === undefined, "mvcc: invariants checked during a write");
+    assert(this.compacted <= this.rev, "mvcc: compacted beyond current");
+    let kept = 0;
+    for (const [k, changes] of this.history.entries()) {
+      assert(changes.length > 0, `mvcc: empty history for ${JSON.stringify(k)}`);
+      for (let i = 0; i < changes.length; i++) {
+        const ev = changes[i]!;
+        assert(ev.kv.modRevision <= this.rev, "mvcc: change beyond the current revision");
+        if (i > 0) assert(changes[i - 1]!.kv.modRevision <= ev.kv.modRevision, "mvcc: history out of order");
+        if (ev.kv.modRevision < this.compacted)
+          assert(i === 0 && ev.type === "put", "mvcc: stale history kept");
+        else kept++;
+        assert((ev.type === "delete") === (ev.kv.version === 0), "mvcc: event type and version disagree");
+      }
+      const last = changes[changes.length - 1]!;
+      assert(
+        this.live.get(k) === (last.type === "put" ? last.kv : undefined),
+        "mvcc: live and history disagree",
+      );
+    }
+    for (const [k] of this.live.entries()) assert(this.history.has(k), "mvcc: live key without history");
+    assert(kept === this.log.length, "mvcc: log and history disagree");
+    for (let i = 0; i < this.log.length; i++) {
+      const r = this.log[i]!.kv.modRevision;
+      assert(
+        r >= this.compacted && (i === 0 || this.log[i - 1]!.kv.modRevision <= r),
+        "mvcc: log out of order",
+      );
+    }
+  }
+
+  // -- internals -------------------------------------------------------------
+
+  /** The revision the live tree shows: the write in progress once it changed something. */
+  private liveRevision(): Revision {
+    return this.batch?.changed ? this.batch.revision : this.rev;
+  }
+
+  /** etcd checkRange / rangeKeys: 0 reads the current revision. */
+  private checkReadRevision(rev: Revision | undefined): "compacted" | "futureRevision" | undefined {
+    if (rev === undefined || rev === 0) return undefined;
+    assert(Number.isSafeInteger(rev) && rev > 0, `mvcc: bad read revision ${rev}`);
+    if (rev > this.rev) return "futureRevision";
+    if (rev < this.compacted) return "compacted";
+    return undefined;
+  }
+
+  /**
+   * etcd executeRange. Without sort or filters, only limit+1 kvs are kept
+   * (enough for `more`), but every key in range is counted. With a sort order
+   * or a min/max filter, everything is fetched, filtered, sorted, then cut.
+   * A sort target other than key with sortOrder none sorts ascending, but
+   * (as in etcd) only the limit+1 first keys by key order were fetched.
+   */
+  private readRange(req: RangeRequest): RangeResponse {
+    const current = this.liveRevision();
+    const at = req.revision !== undefined && req.revision > 0 ? req.revision : current;
+    assert(at <= current && at >= this.compacted, `mvcc: read at ${at} was not checked`);
+    const limit = req.limit !== undefined && req.limit > 0 ? req.limit : 0;
+    assert(Number.isSafeInteger(limit), `mvcc: bad limit ${req.limit}`);
+    const minMod = req.minModRevision ?? 0;
+    const maxMod = req.maxModRevision ?? 0;
+    const minCreate = req.minCreateRevision ?? 0;
+    const maxCreate = req.maxCreateRevision ?? 0;
+    const filtered = minMod !== 0 || maxMod !== 0 || minCreate !== 0 || maxCreate !== 0;
+    const requestedOrder = req.sortOrder ?? "none";
+    const target = req.sortTarget ?? "key";
+    const keep = req.countOnly
+      ? 0
+      : requestedOrder !== "none" || filtered || limit === 0
+        ? Number.POSITIVE_INFINITY
+        : limit + 1;
+
+    let count = 0;
+    let kvs: KeyValue[] = [];
+    const span = spanOf(req);
+    if (at === current) {
+      forEachIn(this.live, span, (_k, kv) => {
+        count++;
+        if (kvs.length < keep) kvs.push(kv);
+        return true;
+      });
+    } else {
+      forEachIn(this.history, span, (_k, changes) => {
+        const kv = versionAt(changes, at);
+        if (kv !== undefined) {
+          count++;
+          if (kvs.length < keep) kvs.push(kv);
+        }
+        return true;
+      });
+    }
+    if (req.countOnly) return { kvs: [], more: false, count, revision: current };
+
+    if (filtered) {
+      kvs = kvs.filter(
+        (kv) =>
+          (maxMod === 0 || kv.modRevision <= maxMod) &&
+          (minMod === 0 || kv.modRevision >= minMod) &&
+          (maxCreate === 0 || kv.createRevision <= maxCreate) &&
+          (minCreate === 0 || kv.createRevision >= minCreate),
+      );
+    }
+    // kvs are in key order: ascending by key needs no sort; any other target defaults to ascending.
+    let order = requestedOrder;
+    if (target !== "key" && order === "none") order = "ascend";
+    else if (target === "key" && order === "ascend") order = "none";
+    if (order !== "none") {
+      const cmp = sortComparator(target);
+      // Array.prototype.sort is stable: ties stay in key order.
+      kvs.sort(order === "ascend" ? cmp : (a, b) => cmp(b, a));
+    }
+    let more = false;
+    if (limit > 0 && kvs.length > limit) {
+      kvs = kvs.slice(0, limit);
+      more = true;
+    }
+    if (req.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY_BYTES }));
+    return { kvs, more, count, revision: current };
+  }
+
+  /** etcd applyCompare: against the live state, which no write has touched yet. */
+  private compareHolds(c: Compare): boolean {
+    assert(this.batch === undefined, "mvcc: compare during a write");
+    let any = false;
+    let holds = true;
+    forEachIn(this.live, spanOf(c), (_k, kv) => {
+      any = true;
+      holds = compareHoldsFor(c, kv);
+      return holds;
+    });
+    if (any) return holds;
+    // No key: a value compare fails (etcd cannot tell a missing value from an empty one); the rest compare zeros.
+    return c.target === "value" ? false : compareHoldsFor(c, undefined);
+  }
+
+  private pathOf(req: TxnRequest): TxnPath {
+    const succeeded = (req.compare ?? []).every((c) => this.compareHolds(c));
+    const nested: TxnPath[] = [];
+    for (const op of branchOf(req, succeeded)) if (op.type === "txn") nested.push(this.pathOf(op.request));
+    return { succeeded, nested };
+  }
+
+  /** etcd checkTxn: the executed path's ops against the state before the txn, first error wins. */
+  private checkAgainstState(req: TxnRequest, path: TxnPath, options: WriteOptions): MvccError | undefined {
+    let n = 0;
+    for (const op of branchOf(req, path.succeeded)) {
+      let e: MvccError | undefined;
+      switch (op.type) {
+        case "range":
+          e = this.checkReadRevision(op.request.revision);
+          break;
+        case "put": {
+          const p = op.request;
+          if ((p.ignoreValue || p.ignoreLease) && !this.live.has(bytesToKeyString(p.key))) e = "keyNotFound";
+          else if (p.lease !== undefined && p.lease !== NO_LEASE && !options.leaseExists(p.lease)) {
+            e = "leaseNotFound";
+          }
+          break;
+        }
+        case "deleteRange":
+          break;
+        case "txn":
+          e = this.checkAgainstState(op.request, path.nested[n++]!, options);
+          break;
+        default:
+          assertNever(op, "request op");
+      }
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  }
+
+  private begin(): WriteBatch {
+    assert(this.batch === undefined, "mvcc: nested write");
+    this.batch = { revision: asRevision(this.rev + 1), changed: false, events: [], leaseChanges: [] };
+    return this.batch;
+  }
+
+  private commit(batch: WriteBatch): WriteEffects {
+    assert(this.batch === batch, "mvcc: commit of a write not in progress");
+    this.batch = undefined;
+    if (batch.changed) {
+      this.rev = batch.revision;
+      for (const ev of batch.events) this.log.push(ev);
+    }
+    assert(batch.changed === batch.events.length > 0, "mvcc: a change without an event");
+    return { events: batch.events, leaseChanges: batch.leaseChanges };
+  }
+
+  private execTxn(req: TxnRequest, path: TxnPath, batch: WriteBatch): TxnResponse {
+    const responses: ResponseOp[] = [];
+    let n = 0;
+    for (const op of branchOf(req, path.succeeded)) {
+      switch (op.type) {
+        case "range":
+          responses.push({ type: "range", response: this.readRange(op.request) });
+          break;
+        case "put":
+          responses.push({ type: "put", response: this.execPut(op.request, batch) });
+          break;
+        case "deleteRange":
+          responses.push({ type: "deleteRange", response: this.execDelete(op.request, batch) });
+          break;
+        case "txn":
+          responses.push({ type: "txn", response: this.execTxn(op.request, path.nested[n++]!, batch) });
+          break;
+        default:
+          assertNever(op, "request op");
+      }
+    }
+    assert(n === path.nested.length, "mvcc: txn path does not match the request");
+    return { succeeded: path.succeeded, responses };
+  }
+
+  private execPut(req: PutRequest, batch: WriteBatch): PutResponse {
+    const k = bytesToKeyString(req.key);
+    const prev = this.live.get(k);
+    const keep = req.ignoreValue || req.ignoreLease;
+    assert(!keep || prev !== undefined, "mvcc: ignoreValue/ignoreLease on a missing key was not checked");
+    const kv: KeyValue = {
+      key: prev?.key ?? req.key.slice(),
+      createRevision: prev?.createRevision ?? batch.revision,
+      modRevision: batch.revision,
+      version: prev === undefined ? 1 : prev.version + 1,
+      value: req.ignoreValue ? prev!.value : req.value.slice(),
+      lease: req.ignoreLease ? prev!.lease : (req.lease ?? NO_LEASE),
+    };
+    this.record(k, kv, prev, batch);
+    return { revision: batch.revision, prevKv: req.prevKv ? prev : undefined };
+  }
+
+  private execDelete(req: DeleteRangeRequest, batch: WriteBatch): DeleteRangeResponse {
+    const victims: [string, KeyValue][] = [];
+    forEachIn(this.live, spanOf(req), (k, kv) => {
+      victims.push([k, kv]);
+      return true;
+    });
+    for (const [k, prev] of victims) this.record(k, tombstone(prev.key, batch.revision), prev, batch);
+    return {
+      revision: batch.changed ? batch.revision : this.rev,
+      deleted: victims.length,
+      prevKvs: req.prevKv ? victims.map(([, kv]) => kv) : [],
+    };
+  }
+
+  /** Applies one change (a put, or a delete when kv.version is 0) to live, history, events and lease changes. */
+  private record(k: string, kv: KeyValue, prev: KeyValue | undefined, batch: WriteBatch): void {
+    assert(kv.modRevision === batch.revision, "mvcc: change outside its write's revision");
+    let changes = this.history.get(k);
+    const last = changes?.[changes.length - 1];
+    assert(
+      prev === (last?.type === "put" ? last.kv : undefined),
+      "mvcc: previous version is not the live one",
+    );
+    if (changes === undefined) {
+      changes = [];
+      this.history.set(k, changes);
+    }
+    const ev: KvEvent = { type: kv.version === 0 ? "delete" : "put", kv, prevKv: prev };
+    changes.push(ev);
+    if (ev.type === "delete") this.live.delete(k);
+    else this.live.set(k, kv);
+    batch.events.push(ev);
+    const from = prev?.lease ?? NO_LEASE;
+    if (from !== kv.lease) batch.leaseChanges.push({ key: kv.key, from, to: kv.lease });
+    batch.changed = true;
+  }
+}
+
+/** `put "k" rev=5 create=3 ver=2 lease=7 "v"` / `delete "k" rev=6`: deterministic, for logs and traces. */
+export function describeEvent(ev: KvEvent): string {
+  const kv = ev.kv;
+  if (ev.type === "delete") return `delete ${describeData(kv.key)} rev=${kv.modRevision}`;
+  return `put ${describeData(kv.key)} rev=${kv.modRevision} create=${kv.createRevision} ver=${kv.version} lease=${kv.lease} ${describeData(kv.value)}`;
+}
