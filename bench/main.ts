@@ -9,6 +9,7 @@
  */
 
 import { raftBench } from "./raft.ts";
+import { stateBench } from "./state.ts";
 
 /** One runnable workload: `args` are the command-line words after its name. */
 interface Workload {
@@ -23,6 +24,14 @@ const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
     {
       summary: "3-member in-process Raft cluster, no I/O: committed 100-byte entries/s per batch size",
       run: raftBench,
+    },
+  ],
+  [
+    "state",
+    {
+      summary:
+        "state layer alone, no Raft/I/O: put-with-lease onto a 100k-key lease vs a fresh one; expiring 100k leases",
+      run: stateBench,
     },
   ],
 ]);

@@ -17,6 +17,24 @@ export {
   RANGE_END_TO_END,
 } from "./bytes.ts";
 export type {
+  CheckpointItem,
+  ClientCommand,
+  ClientSession,
+  Command,
+  CommandType,
+  DecodeOutcome,
+  ExpireItem,
+} from "./command.ts";
+export {
+  COMMAND_FORMAT_VERSION,
+  COMMAND_TXN_DEPTH_MAX,
+  CommandDecodeError,
+  decodeCommand,
+  encodeCommand,
+  SESSION_CLIENT_ID_LENGTH_MAX,
+  tryDecodeCommand,
+} from "./command.ts";
+export type {
   CheckpointOutcome,
   GrantOutcome,
   LeaseInfo,
@@ -52,6 +70,14 @@ export {
 export type { Limits } from "./limits.ts";
 export { DEFAULT_LIMITS } from "./limits.ts";
 export type {
+  ApplyError,
+  ApplyResult,
+  CommandResult,
+  ResponseHeader,
+  StateMachineOptions,
+} from "./machine.ts";
+export { StateMachine } from "./machine.ts";
+export type {
   CompactResult,
   Compare,
   CompareResult,
@@ -82,5 +108,25 @@ export type {
   WriteOptions,
 } from "./mvcc.ts";
 export { checkTxnRequest, describeEvent, MvccStore, NO_LEASES } from "./mvcc.ts";
+export type { SessionCheck, SessionOptions, SessionSnapshotEntry } from "./session.ts";
+export { DEFAULT_SESSION_IDLE_ENTRIES_MAX, DEFAULT_SESSIONS_MAX, SessionTable } from "./session.ts";
 export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
 export { leaseId, NO_LEASE, revision } from "./types.ts";
+export type {
+  WatchCreateError,
+  WatchCreateRequest,
+  WatchCreateResult,
+  WatchFilter,
+  WatchHubOptions,
+  WatchId,
+  WatchResponse,
+  WatchStatus,
+} from "./watch.ts";
+export {
+  describeWatchResponse,
+  WATCH_QUEUE_EVENTS_MAX,
+  WATCH_RESPONSE_EVENTS_MAX,
+  WATCH_WATCHERS_MAX,
+  WatchHub,
+  watchId,
+} from "./watch.ts";

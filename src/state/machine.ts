@@ -1,0 +1,482 @@
+/**
+ * The replicated state machine's apply layer (ARCHITECTURE "The flow of one
+ * write"): `apply(index, data)` takes one committed Raft entry, decodes its
+ * command (command.ts), checks the client session (session.ts) and runs it
+ * against the MVCC store and the lease table. It returns effects as data
+ * (CONVENTIONS 2): the client's answer, the watch events, and the lease
+ * grants, revokes and checkpoints the leader's Lessor must hear about.
+ *
+ * Contract:
+ * - Deterministic: the same entries in the same order give byte-equal
+ *   snapshots and equal results on every replica.
+ * - Indexes strictly increase (the host may skip entries that carry no
+ *   command, such as conf changes); empty data is Raft's no-op entry.
+ * - Malformed data answers "decodeError" and changes nothing but the applied
+ *   index (and session expiry, which is a function of the index alone).
+ * - A failed command changes nothing (MvccStore and LeaseTable check before
+ *   they write); its outcome is still remembered for its session.
+ * - Lease revocation: the lease and its keys go at the same index; the keys
+ *   of one revoke are deleted in ONE revision, one delete event per key in
+ *   key order; a lease with no keys takes no revision.
+ * - `leaseExpire` deletes the keys of the whole batch in ONE revision (etcd
+ *   takes one per lease). The batch is one proposal and is applied
+ *   atomically anyway; one revision means one watch batch and one history
+ *   step instead of N, and N leases expiring together cost O(K log K) for K
+ *   keys (ARCHITECTURE rule 8). Watchers still see one delete event per key
+ *   (rule 2); what they lose is the ability to tell the leases of one batch
+ *   apart by revision, which no lease rule relies on.
+ * - Snapshot: the whole state (MVCC, leases, sessions with their stored
+ *   results, applied index) as UTF-8 JSON in a canonical order; `restore`
+ *   gives a machine no observer can tell from the one that made it.
+ */
+
+import { assert, assertNever } from "../raft/index.ts";
+import { base64ToBytes, bytesToBase64 } from "./bytes.ts";
+import type { ClientSession, Command, CommandType } from "./command.ts";
+import { tryDecodeCommand } from "./command.ts";
+import type { LeaseInfo, LeaseTableSnapshot, LeaseTimeToLiveInfo } from "./lease.ts";
+import { LeaseTable } from "./lease.ts";
+import type { LeaseCheckpoint } from "./lessor.ts";
+import type { Limits } from "./limits.ts";
+import type {
+  EventsSinceResult,
+  KeyRange,
+  MvccError,
+  MvccSnapshot,
+  RangeRequest,
+  RangeResult,
+  ResponseOp,
+  WriteOptions,
+} from "./mvcc.ts";
+import { MvccStore } from "./mvcc.ts";
+import type { SessionOptions, SessionSnapshotEntry } from "./session.ts";
+import { SessionTable } from "./session.ts";
+import type { KeyValue, KvEvent, LeaseId, Revision } from "./types.ts";
+import { leaseId } from "./types.ts";
+
+/** etcd ResponseHeader, the replicated part: the store's revision after the command. */
+export interface ResponseHeader {
+  readonly revision: Revision;
+}
+
+/**
+ * Expected failures of a command (CONVENTIONS 7); the MVCC ones as mvcc.ts
+ * documents them, plus the lease table's:
+ * - leaseExists: "etcdserver: lease already exists"
+ * - ttlTooLarge: "etcdserver: too large lease TTL"
+ * - leaseNotFound (revoke): "etcdserver: requested lease not found"
+ */
+export type ApplyError = MvccError | "leaseExists" | "ttlTooLarge";
+
+/** The answer to one applied entry, etcd-shaped. */
+export type CommandResult =
+  | { readonly kind: "put"; readonly header: ResponseHeader; readonly prevKv?: KeyValue | undefined }
+  | {
+      readonly kind: "deleteRange";
+      readonly header: ResponseHeader;
+      readonly deleted: number;
+      readonly prevKvs: readonly KeyValue[];
+    }
+  | {
+      readonly kind: "txn";
+      readonly header: ResponseHeader;
+      readonly succeeded: boolean;
+      readonly responses: readonly ResponseOp[];
+    }
+  | { readonly kind: "compact"; readonly header: ResponseHeader }
+  | {
+      readonly kind: "leaseGrant";
+      readonly header: ResponseHeader;
+      readonly id: LeaseId;
+      readonly ttlSeconds: number;
+    }
+  /** `deleted`: the lease's keys, all deleted at header.revision. */
+  | { readonly kind: "leaseRevoke"; readonly header: ResponseHeader; readonly deleted: number }
+  /**
+   * applied: written to the table; ignored: the lease or that incarnation is
+   * gone; rejected: more remaining TTL than the lease's TTL (a leader bug,
+   * refused rather than trusted).
+   */
+  | {
+      readonly kind: "leaseCheckpoint";
+      readonly header: ResponseHeader;
+      readonly applied: number;
+      readonly ignored: number;
+      readonly rejected: number;
+    }
+  /** revoked: leases of the batch that existed (the others were gone already). */
+  | {
+      readonly kind: "leaseExpire";
+      readonly header: ResponseHeader;
+      readonly revoked: number;
+      readonly deleted: number;
+    }
+  | { readonly kind: "noop"; readonly header: ResponseHeader }
+  | {
+      readonly kind: "failed";
+      readonly header: ResponseHeader;
+      readonly command: CommandType;
+      readonly error: ApplyError;
+    }
+  /** A retry of a request older than the session's last: nothing applied. */
+  | { readonly kind: "sessionStale"; readonly header: ResponseHeader; readonly lastSeq: number }
+  /** The client's session is gone (session.ts): nothing applied; open a new session. */
+  | { readonly kind: "sessionExpired"; readonly header: ResponseHeader }
+  /** The entry's data is not a command: nothing applied. */
+  | { readonly kind: "decodeError"; readonly header: ResponseHeader; readonly message: string };
+
+/** What `apply` hands back. */
+export interface ApplyResult {
+  readonly index: number;
+  readonly result: CommandResult;
+  /** The result came from the session table (a retry); nothing was applied now. */
+  readonly replayed: boolean;
+  /** For the watch hub, in revision then op order. */
+  readonly events: readonly KvEvent[];
+  /** Leases granted, as the table has them now: the leader calls Lessor.onGrant. */
+  readonly leaseGrants: readonly LeaseInfo[];
+  /** Leases revoked: the leader calls Lessor.onRevoke. */
+  readonly leaseRevokes: readonly LeaseId[];
+  /** Checkpoints applied or ignored (not rejected): the leader calls Lessor.onCheckpointApplied. */
+  readonly leaseCheckpoints: readonly LeaseCheckpoint[];
+}
+
+/** Configuration; the same on every member. */
+export interface StateMachineOptions {
+  readonly limits?: Limits | undefined;
+  readonly minLeaseTtlSeconds?: number | undefined;
+  readonly sessions?: SessionOptions | undefined;
+}
+
+/** The snapshot's JSON shape. */
+interface MachineSnapshot {
+  readonly formatVersion: 1;
+  readonly appliedIndex: number;
+  readonly mvcc: MvccSnapshot;
+  readonly leases: LeaseTableSnapshot;
+  readonly sessions: readonly SessionSnapshotEntry[];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+interface Effects {
+  events: readonly KvEvent[];
+  leaseGrants: LeaseInfo[];
+  leaseRevokes: LeaseId[];
+  leaseCheckpoints: LeaseCheckpoint[];
+}
+
+/** One replica's state. See the file header. */
+export class StateMachine {
+  /** Replaced only by `restore`. */
+  private mvcc: MvccStore;
+  private leases: LeaseTable;
+  private sessions: SessionTable<CommandResult>;
+  /** The index of the last entry applied (0: none). Invariant: only grows. */
+  private applied: number;
+  private readonly writeOptions: WriteOptions;
+
+  constructor(options: StateMachineOptions = {}) {
+    this.mvcc = new MvccStore({ limits: options.limits });
+    this.leases = new LeaseTable(leaseOptions(options));
+    this.sessions = new SessionTable(options.sessions);
+    this.applied = 0;
+    this.writeOptions = { leaseExists: (id) => this.leases.has(id) };
+  }
+
+  /** Applies the committed entry at `index` (> the last one applied). */
+  apply(index: number, data: Uint8Array): ApplyResult {
+    assert(
+      Number.isSafeInteger(index) && index > this.applied,
+      `machine: apply ${index} after ${this.applied}`,
+    );
+    this.applied = index;
+    this.sessions.expire(index);
+    const fx: Effects = { events: [], leaseGrants: [], leaseRevokes: [], leaseCheckpoints: [] };
+    const done = (result: CommandResult, replayed = false): ApplyResult => ({
+      index,
+      result,
+      replayed,
+      ...fx,
+    });
+    if (data.length === 0) return done({ kind: "noop", header: this.header() });
+    const decoded = tryDecodeCommand(data);
+    if (!decoded.ok)
+      return done({ kind: "decodeError", header: this.header(), message: decoded.error.message });
+    const cmd = decoded.command;
+    const session = sessionOf(cmd);
+    if (session !== undefined) {
+      const check = this.sessions.check(session, index);
+      switch (check.kind) {
+        case "apply":
+          break;
+        case "duplicate":
+          return done(check.result, true);
+        case "stale":
+          return done({ kind: "sessionStale", header: this.header(), lastSeq: check.lastSeq });
+        case "expired":
+          return done({ kind: "sessionExpired", header: this.header() });
+        default:
+          return assertNever(check, "session check");
+      }
+    }
+    const result = this.run(cmd, index, fx);
+    if (session !== undefined) this.sessions.record(session, index, result);
+    return done(result);
+  }
+
+  // -- reads -----------------------------------------------------------------
+
+  /** The index of the last entry applied (0: none). */
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  currentRevision(): Revision {
+    return this.mvcc.currentRevision();
+  }
+
+  compactedRevision(): Revision {
+    return this.mvcc.compactedRevision();
+  }
+
+  /** etcd Range (serializable: the caller did ReadIndex first for a linearizable read). */
+  range(req: RangeRequest): RangeResult {
+    return this.mvcc.range(req);
+  }
+
+  /** For the watch hub's catch-up; see MvccStore.eventsSince. */
+  eventsSince(start: Revision, range: KeyRange, revisionsMax?: number): EventsSinceResult {
+    return this.mvcc.eventsSince(start, range, revisionsMax);
+  }
+
+  /** Every lease id, ascending (etcd LeaseLeases). */
+  leaseIds(): LeaseId[] {
+    return this.leases.ids();
+  }
+
+  /** A lease as the table has it (granted and last checkpointed TTL, grant index). */
+  lease(id: LeaseId): LeaseInfo | undefined {
+    return this.leases.get(id);
+  }
+
+  /** The replicated part of etcd LeaseTimeToLive; the remaining TTL comes from the leader's Lessor. */
+  leaseTimeToLive(id: LeaseId, options: { readonly keys: boolean }): LeaseTimeToLiveInfo | undefined {
+    return this.leases.timeToLive(id, options);
+  }
+
+  /** The lease table, for Lessor.becomeLeader only: never mutate it. */
+  leaseTable(): LeaseTable {
+    return this.leases;
+  }
+
+  /** The session of `clientId`: its last seq and stored result. */
+  session(clientId: string): { readonly lastSeq: number; readonly result: CommandResult } | undefined {
+    return this.sessions.get(clientId);
+  }
+
+  /** The number of open sessions. */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  // -- snapshot ----------------------------------------------------------------
+
+  /** The whole state as canonical UTF-8 JSON. */
+  snapshot(): Uint8Array {
+    const snap: MachineSnapshot = {
+      formatVersion: 1,
+      appliedIndex: this.applied,
+      mvcc: this.mvcc.snapshot(),
+      leases: this.leases.snapshot(),
+      sessions: this.sessions.snapshot(toTagged),
+    };
+    return encoder.encode(JSON.stringify(snap));
+  }
+
+  /**
+   * The machine that made `data` with snapshot(). The data was checked at the
+   * storage or transport boundary (checksums); malformed data is a bug.
+   */
+  static restore(data: Uint8Array, options: StateMachineOptions = {}): StateMachine {
+    let snap: MachineSnapshot;
+    try {
+      snap = JSON.parse(decoder.decode(data)) as MachineSnapshot;
+    } catch (e) {
+      assert(false, `machine snapshot: not UTF-8 JSON (${String(e)})`);
+    }
+    assert(snap.formatVersion === 1, `machine snapshot: unknown format ${String(snap.formatVersion)}`);
+    assert(Number.isSafeInteger(snap.appliedIndex) && snap.appliedIndex >= 0, "machine snapshot: bad index");
+    const m = new StateMachine(options);
+    m.mvcc = MvccStore.restore(snap.mvcc, { limits: options.limits });
+    m.leases = LeaseTable.restore(snap.leases, leaseOptions(options));
+    m.sessions = SessionTable.restore(snap.sessions, (r) => fromTagged(r) as CommandResult, options.sessions);
+    m.applied = snap.appliedIndex;
+    return m;
+  }
+
+  // -- commands ----------------------------------------------------------------
+
+  private header(): ResponseHeader {
+    return { revision: this.mvcc.currentRevision() };
+  }
+
+  private failed(command: CommandType, error: ApplyError): CommandResult {
+    return { kind: "failed", header: this.header(), command, error };
+  }
+
+  private run(cmd: Command, index: number, fx: Effects): CommandResult {
+    switch (cmd.type) {
+      case "put": {
+        const r = this.mvcc.put(cmd.request, this.writeOptions);
+        if (!r.ok) return this.failed(cmd.type, r.error);
+        this.leases.applyLeaseChanges(r.leaseChanges);
+        fx.events = r.events;
+        return { kind: "put", header: { revision: r.revision }, prevKv: r.prevKv };
+      }
+      case "deleteRange": {
+        const r = this.mvcc.deleteRange(cmd.request);
+        if (!r.ok) return this.failed(cmd.type, r.error);
+        this.leases.applyLeaseChanges(r.leaseChanges);
+        fx.events = r.events;
+        return {
+          kind: "deleteRange",
+          header: { revision: r.revision },
+          deleted: r.deleted,
+          prevKvs: r.prevKvs,
+        };
+      }
+      case "txn": {
+        const r = this.mvcc.txn(cmd.request, this.writeOptions);
+        if (!r.ok) return this.failed(cmd.type, r.error);
+        this.leases.applyLeaseChanges(r.leaseChanges);
+        fx.events = r.events;
+        return {
+          kind: "txn",
+          header: { revision: r.revision },
+          succeeded: r.succeeded,
+          responses: r.responses,
+        };
+      }
+      case "compact": {
+        const r = this.mvcc.compact(cmd.revision);
+        if (!r.ok) return this.failed(cmd.type, r.error);
+        return { kind: "compact", header: { revision: r.revision } };
+      }
+      case "leaseGrant": {
+        const r = this.leases.grant(cmd.id, cmd.ttlSeconds, { index });
+        if (!r.ok) return this.failed(cmd.type, r.reason === "exists" ? "leaseExists" : "ttlTooLarge");
+        const info = this.leases.get(r.id);
+        assert(info !== undefined, "machine: granted lease not in the table");
+        fx.leaseGrants.push(info);
+        return { kind: "leaseGrant", header: this.header(), id: r.id, ttlSeconds: r.ttlSeconds };
+      }
+      case "leaseRevoke": {
+        const r = this.leases.revoke(cmd.id, { grantIndex: cmd.grantIndex });
+        if (!r.ok) return this.failed(cmd.type, "leaseNotFound");
+        fx.leaseRevokes.push(cmd.id);
+        const deleted = this.deleteLeaseKeys(r.keys, fx);
+        return { kind: "leaseRevoke", header: this.header(), deleted };
+      }
+      case "leaseExpire": {
+        const keys: Uint8Array[] = [];
+        for (const l of cmd.leases) {
+          const r = this.leases.revoke(l.id, { grantIndex: l.grantIndex });
+          if (!r.ok) continue;
+          fx.leaseRevokes.push(l.id);
+          for (const k of r.keys) keys.push(k);
+        }
+        const deleted = this.deleteLeaseKeys(keys, fx);
+        return { kind: "leaseExpire", header: this.header(), revoked: fx.leaseRevokes.length, deleted };
+      }
+      case "leaseCheckpoint": {
+        let applied = 0;
+        let ignored = 0;
+        let rejected = 0;
+        for (const cp of cmd.checkpoints) {
+          const info = this.leases.get(cp.id);
+          if (info === undefined || info.grantIndex !== cp.grantIndex) {
+            ignored++;
+          } else if (cp.remainingTtlSeconds > info.ttlSeconds) {
+            rejected++;
+            continue;
+          } else {
+            const r = this.leases.checkpoint(cp.id, cp.remainingTtlSeconds, { grantIndex: cp.grantIndex });
+            assert(r.ok, "machine: checkpoint of a lease just found");
+            applied++;
+          }
+          fx.leaseCheckpoints.push({
+            id: cp.id,
+            grantIndex: cp.grantIndex,
+            remainingTtlSeconds: cp.remainingTtlSeconds,
+          });
+        }
+        return { kind: "leaseCheckpoint", header: this.header(), applied, ignored, rejected };
+      }
+      default:
+        return assertNever(cmd, "command");
+    }
+  }
+
+  /** Deletes the keys of revoked leases in one revision; every one must exist (the table mirrors the store). */
+  private deleteLeaseKeys(keys: readonly Uint8Array[], fx: Effects): number {
+    const d = this.mvcc.deleteKeys(keys);
+    assert(d.deleted === keys.length, `machine: ${keys.length} lease keys, ${d.deleted} in the store`);
+    this.leases.applyLeaseChanges(d.leaseChanges);
+    fx.events = d.events;
+    return d.deleted;
+  }
+}
+
+function leaseOptions(options: StateMachineOptions): { minTtlSeconds?: number } {
+  return options.minLeaseTtlSeconds === undefined ? {} : { minTtlSeconds: options.minLeaseTtlSeconds };
+}
+
+function sessionOf(cmd: Command): ClientSession | undefined {
+  return cmd.type === "leaseCheckpoint" || cmd.type === "leaseExpire" ? undefined : cmd.session;
+}
+
+// ---------------------------------------------------------------------------
+// Stored results in snapshots: plain data with bytes and bigints tagged.
+
+/**
+ * JSON-ready form of a result: Uint8Array -> {"$b": base64}, bigint ->
+ * {"$i": decimal}, undefined object fields dropped, key order kept (so the
+ * text is canonical for objects built the same way).
+ */
+function toTagged(v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $b: bytesToBase64(v) };
+  if (typeof v === "bigint") return { $i: v.toString() };
+  if (Array.isArray(v)) return v.map(toTagged);
+  if (typeof v === "object" && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      assert(!k.startsWith("$"), `machine snapshot: field ${k} clashes with a tag`);
+      if (x !== undefined) out[k] = toTagged(x);
+    }
+    return out;
+  }
+  assert(
+    typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v)),
+    `machine snapshot: cannot store ${typeof v}`,
+  );
+  return v;
+}
+
+function fromTagged(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(fromTagged);
+  if (typeof v === "object" && v !== null) {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$b === "string") {
+      const b = base64ToBytes(o.$b);
+      assert(b !== undefined, "machine snapshot: bad base64");
+      return b;
+    }
+    if (typeof o.$i === "string") return leaseId(BigInt(o.$i));
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(o)) out[k] = fromTagged(x);
+    return out;
+  }
+  return v;
+}
