@@ -76,7 +76,7 @@ export function keyStringToBytes(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    assert(c <= 0xff, `bytes: char ${c} at ${i} is not a byte`);
+    if (c > 0xff) assert(false, `bytes: char ${c} at ${i} is not a byte`);
     out[i] = c;
   }
   return out;
@@ -133,7 +133,11 @@ export function base64ToBytes(text: string): Uint8Array | undefined {
     if (o < out.length) out[o++] = (n >> 8) & 0xff;
     if (o < out.length) out[o++] = n & 0xff;
   }
-  // Canonical form only: the bits that padding drops must be zero.
-  if (pad > 0 && bytesToBase64(out) !== text) return undefined;
+  // Canonical form only: the bits that padding drops must be zero (the last
+  // group's low 4 bits with "==", low 2 bits with "=").
+  if (pad > 0) {
+    const last = BASE64_VALUE[text.charCodeAt(text.length - pad - 1)]!;
+    if ((last & (pad === 2 ? 0x0f : 0x03)) !== 0) return undefined;
+  }
   return out;
 }

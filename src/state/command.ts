@@ -567,8 +567,11 @@ function expireFromJson(v: unknown, path: string): ExpireItem {
   return { id: required(o, "id", tableLease), grantIndex: required(o, "grantIndex", natural) };
 }
 
+/** Every field any command may have (computed once: decode is on the apply path). */
+const HEAD_FIELDS: readonly string[] = ["v", "type", ...new Set(Object.values(COMMAND_FIELDS).flat())];
+
 function commandFromJson(v: unknown): Command {
-  const head = object(v, "$", ["v", "type", ...new Set(Object.values(COMMAND_FIELDS).flat())]);
+  const head = object(v, "$", HEAD_FIELDS);
   const version = required(head, "v", natural);
   if (version !== COMMAND_FORMAT_VERSION) fail("$.v", `unknown format version ${version}`);
   const type = required(head, "type", oneOf(COMMAND_TYPES));
