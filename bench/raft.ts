@@ -17,9 +17,9 @@
  * time, so the program always stops.
  */
 
-import os from "node:os";
 import type { Entry, HardState, MemberId, Message, RaftInitialState, Ready, Rng } from "../src/raft/index.ts";
 import { assert, bootstrapState, logIndex, memberId, Raft } from "../src/raft/index.ts";
+import { fmtInt, machineInfo, machineLines, parseWorkloadArgs } from "./common.ts";
 
 /** What a run is asked to do; printed before any figure. */
 interface RaftBenchConfig {
@@ -352,29 +352,14 @@ function parseArgs(args: readonly string[]): RaftBenchConfig | string {
   return cfg;
 }
 
-const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
-
 /** The `raft` workload. */
 export function raftBench(args: readonly string[]): void {
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  const parsed = parseArgs(args);
-  if (typeof parsed === "string") {
-    process.stderr.write(`bench raft: ${parsed}\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  const cfg = parsed;
-  const cpus = os.cpus();
-  const cpuModel = cpus[0]?.model.trim() ?? "unknown";
-  const loadAvg1m = os.loadavg()[0] ?? 0;
+  const cfg = parseWorkloadArgs("raft", USAGE, args, parseArgs);
+  if (cfg === undefined) return;
+  const machine = machineInfo();
   const lines = [
     "bench raft: in-process Raft cluster, no I/O (storage = arrays, delivery = step())",
-    `  node                ${process.version} (${process.platform}/${process.arch})`,
-    `  cpu                 ${cpuModel} x${cpus.length}`,
-    `  load average        ${loadAvg1m.toFixed(2)} (1 min, at start; other processes skew the figures)`,
+    ...machineLines(machine),
     `  members             ${cfg.membersCount} voters, leader = member 1 (campaignNow, no ticks)`,
     `  entry bytes         ${cfg.entryBytes}`,
     `  batch sizes         ${cfg.batchSizes.join(", ")} entries per propose(), one propose per pass`,
@@ -426,10 +411,10 @@ export function raftBench(args: readonly string[]): void {
   );
   const json = {
     bench: "raft",
-    node: process.version,
-    cpu: cpuModel,
-    cpus: cpus.length,
-    loadAvg1m: Number(loadAvg1m.toFixed(2)),
+    node: machine.node,
+    cpu: machine.cpu,
+    cpus: machine.cpus,
+    loadAvg1m: machine.loadAvg1m,
     members: cfg.membersCount,
     entryBytes: cfg.entryBytes,
     warmupMs: cfg.warmupMs,

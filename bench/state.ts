@@ -35,7 +35,6 @@
  * Every size is bounded by a named maximum, so the program always stops.
  */
 
-import os from "node:os";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { assert } from "../src/raft/index.ts";
@@ -49,6 +48,7 @@ import {
   NO_LEASE,
   RANGE_END_TO_END,
 } from "../src/state/index.ts";
+import { fmtInt, machineInfo, machineLines, parseWorkloadArgs } from "./common.ts";
 
 /** What a run is asked to do; printed before any figure. */
 interface StateBenchConfig {
@@ -397,8 +397,6 @@ function parseArgs(args: readonly string[]): StateBenchConfig | string {
   return cfg;
 }
 
-const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
-
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -411,25 +409,12 @@ function write(lines: readonly string[]): void {
 
 /** The `state` workload. */
 export function stateBench(args: readonly string[]): void {
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  const parsed = parseArgs(args);
-  if (typeof parsed === "string") {
-    process.stderr.write(`bench state: ${parsed}\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  const cfg = parsed;
-  const cpus = os.cpus();
-  const cpuModel = cpus[0]?.model.trim() ?? "unknown";
-  const loadAvg1m = os.loadavg()[0] ?? 0;
+  const cfg = parseWorkloadArgs("state", USAGE, args, parseArgs);
+  if (cfg === undefined) return;
+  const machine = machineInfo();
   write([
     "bench state: MvccStore + LeaseTable (+ Lessor for expiry), composed as the apply layer does; no Raft, no I/O",
-    `  node                ${process.version} (${process.platform}/${process.arch})`,
-    `  cpu                 ${cpuModel} x${cpus.length}`,
-    `  load average        ${loadAvg1m.toFixed(2)} (1 min, at start; other processes skew the figures)`,
+    ...machineLines(machine),
     `  put comparison      ${fmtInt(cfg.puts)} puts of new keys, ${cfg.valueBytes}-byte values, per case per round`,
     `                      store before each: ${fmtInt(cfg.preloadKeys)} keys on lease A + ${fmtInt(cfg.preloadKeys)} on no lease, compacted`,
     `                      cases: A = lease with ${fmtInt(cfg.preloadKeys)} keys, B = fresh lease, none = no lease (baseline)`,
@@ -524,10 +509,10 @@ export function stateBench(args: readonly string[]): void {
 
   const json = {
     bench: "state",
-    node: process.version,
-    cpu: cpuModel,
-    cpus: cpus.length,
-    loadAvg1m: Number(loadAvg1m.toFixed(2)),
+    node: machine.node,
+    cpu: machine.cpu,
+    cpus: machine.cpus,
+    loadAvg1m: machine.loadAvg1m,
     gcBeforeTimedSections: fullGc !== undefined,
     config: cfg,
     putWithLease: {
