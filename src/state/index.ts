@@ -107,7 +107,14 @@ export type {
   WriteEffects,
   WriteOptions,
 } from "./mvcc.ts";
-export { checkTxnRequest, describeEvent, MvccStore, NO_LEASES } from "./mvcc.ts";
+export {
+  checkTxnRequest,
+  describeEvent,
+  FIRST_REVISION,
+  MvccStore,
+  NEVER_COMPACTED,
+  NO_LEASES,
+} from "./mvcc.ts";
 export type { SessionCheck, SessionOptions, SessionSnapshotEntry } from "./session.ts";
 export { DEFAULT_SESSION_IDLE_ENTRIES_MAX, DEFAULT_SESSIONS_MAX, SessionTable } from "./session.ts";
 export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";

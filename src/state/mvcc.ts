@@ -11,8 +11,13 @@
  * - Expected outcomes (compacted, key not found, duplicate key, ...) are
  *   returned as `{ ok: false, error }`, always before any change: a call that
  *   fails changes nothing. Assertions are for bugs only.
- * - Revisions: the store starts at revision 0 (types.ts: "0 means none"; etcd
- *   starts at 1). A write that changes something takes the next revision, and
+ * - Revisions: the store starts at revision 1, as etcd does (its store sets
+ *   currentRev to 1): an empty store reports revision 1, a read at revision 1
+ *   succeeds with no kvs, and the first write gets 2. Before any compaction the
+ *   compacted revision is -1 (etcd's compactMainRev, which HashKV reports as
+ *   compact_revision), so Compact(0) and Compact(1) on a fresh store succeed;
+ *   a second Compact at or below the compacted revision fails with
+ *   "compacted". A write that changes something takes the next revision, and
  *   every change it makes shares that revision, in op order. A Put always
  *   changes something; a DeleteRange changes something only if it deleted a
  *   key. So a read-only txn, a txn whose deletes matched nothing, and a
@@ -65,6 +70,11 @@ import type { Limits } from "./limits.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
 import { revision as asRevision, leaseId, NO_LEASE } from "./types.ts";
+
+/** The revision of an empty store: etcd's store starts at 1, so the first write gets 2. */
+export const FIRST_REVISION: Revision = asRevision(1);
+/** compactedRevision() before any compaction: etcd's initial compactMainRev. */
+export const NEVER_COMPACTED: Revision = asRevision(-1);
 
 // ---------------------------------------------------------------------------
 // The B+ tree import.
@@ -684,7 +694,7 @@ export class MvccStore {
   private readonly limits: Limits;
   /** The revision of the last write that changed something. Invariant: compacted <= rev. */
   private rev: Revision;
-  /** Reads below this revision fail. 0: never compacted. */
+  /** Reads below this revision fail. NEVER_COMPACTED (-1, etcd's initial compactMainRev): no compaction yet. */
   private compacted: Revision;
   /** Every key that exists now -> its current version. Invariant: equals the last change in `history` when that is a put. */
   private readonly live: Tree<string, KeyValue>;
@@ -703,20 +713,20 @@ export class MvccStore {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     assert(this.limits.txnOpsMax >= 1, "mvcc: txnOpsMax must be positive");
     assert(this.limits.watchBatchRevisionsMax >= 1, "mvcc: watchBatchRevisionsMax must be positive");
-    this.rev = asRevision(0);
-    this.compacted = asRevision(0);
+    this.rev = FIRST_REVISION;
+    this.compacted = NEVER_COMPACTED;
     this.live = newTree<KeyValue>();
     this.history = newTree<KvEvent[]>();
     this.log = [];
     this.batch = undefined;
   }
 
-  /** The revision of the last write that changed something (0 before any). */
+  /** The revision of the last write that changed something (1, FIRST_REVISION, before any, as in etcd). */
   currentRevision(): Revision {
     return this.rev;
   }
 
-  /** The revision of the last compaction (0 if none): reads below it fail. */
+  /** The revision of the last compaction (NEVER_COMPACTED, -1, if none, as etcd reports it): reads below it fail. */
   compactedRevision(): Revision {
     return this.compacted;
   }
@@ -841,7 +851,9 @@ export class MvccStore {
    * revisions >= target answer as before, reads below fail with "compacted",
    * and eventsSince works from target on. Per key it keeps every change at or
    * after target and the newest one before it unless that is a tombstone.
-   * Errors: target <= the compacted revision: "compacted"; target > current: "futureRevision".
+   * Errors: target <= the compacted revision: "compacted"; target > current: "futureRevision"
+   * (etcd updateCompactRev). On a fresh store (compacted -1, current 1) Compact(0)
+   * and Compact(1) succeed, as in etcd.
    */
   compact(target: Revision): CompactResult {
     assert(this.batch === undefined, "mvcc: compact during a write");
@@ -895,7 +907,11 @@ export class MvccStore {
     const store = new MvccStore(options);
     const compacted = snap.compactedRevision;
     assert(
-      Number.isSafeInteger(compacted) && compacted >= 0 && compacted <= snap.revision,
+      Number.isSafeInteger(snap.revision) &&
+        snap.revision >= FIRST_REVISION &&
+        Number.isSafeInteger(compacted) &&
+        compacted >= NEVER_COMPACTED &&
+        compacted <= snap.revision,
       `mvcc snapshot: compacted ${compacted} vs revision ${snap.revision}`,
     );
     store.compacted = asRevision(compacted);
@@ -910,8 +926,9 @@ export class MvccStore {
       store.live.set(k, kv);
       store.history.set(k, [{ type: "put", kv, prevKv: undefined }]);
     }
-    // Every revision from the compacted one (or 1) on has changes: replay them one write at a time.
-    store.rev = asRevision(Math.max(compacted - 1, 0));
+    // Every revision after FIRST_REVISION has changes, so every one from the compacted one (or
+    // FIRST_REVISION + 1) on is in `changes`: replay them one write at a time.
+    store.rev = asRevision(Math.max(compacted - 1, FIRST_REVISION));
     let batch: WriteBatch | undefined;
     for (const c of snap.changes) {
       const r = c.type === "put" ? c.kv.modRevision : c.revision;

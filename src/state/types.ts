@@ -6,7 +6,9 @@
 
 /**
  * An MVCC revision: the store's logical clock, one per write transaction
- * (etcd's main revision). 0 means "none"; the first write gets 1. A number is
+ * (etcd's main revision). 0 means "none"; the store starts at 1 as etcd does;
+ * the first write gets 2. Before any compaction the compacted revision is
+ * -1, etcd's compactMainRev (see mvcc.ts). A number is
  * exact up to 2^53, which one replica never reaches; the etcd wire's int64 is
  * converted at the API edge.
  */

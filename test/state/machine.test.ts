@@ -55,7 +55,7 @@ describe("StateMachine: commands", () => {
   it("put, deleteRange, txn and compact answer etcd-shaped results with events", () => {
     const h = new Harness();
     const p = h.run(put("a", "1"));
-    expect(p.result).toEqual({ kind: "put", header: { revision: 1 } });
+    expect(p.result).toEqual({ kind: "put", header: { revision: 2 } });
     expect(p.events.map((e) => e.type)).toEqual(["put"]);
     const p2 = h.run({ type: "put", request: { key: b("a"), value: b("2"), prevKv: true } });
     expect(p2.result.kind === "put" && str(p2.result.prevKv!.value)).toBe("1");
@@ -73,22 +73,22 @@ describe("StateMachine: commands", () => {
     expect(t.result.kind).toBe("txn");
     if (t.result.kind !== "txn") return;
     expect(t.result.succeeded).toBe(true);
-    expect(t.result.header.revision).toBe(4);
+    expect(t.result.header.revision).toBe(5);
     const range = t.result.responses[1]!;
     expect(range.type === "range" && range.response.count).toBe(3);
     const d = h.run({ type: "deleteRange", request: { key: b("a"), rangeEnd: b("c"), prevKv: true } });
-    expect(d.result).toMatchObject({ kind: "deleteRange", header: { revision: 5 }, deleted: 2 });
+    expect(d.result).toMatchObject({ kind: "deleteRange", header: { revision: 6 }, deleted: 2 });
     expect(d.events.map((e) => `${e.type} ${str(e.kv.key)}`)).toEqual(["delete a", "delete b"]);
-    expect(h.run({ type: "compact", revision: revision(3) }).result).toEqual({
+    expect(h.run({ type: "compact", revision: revision(4) }).result).toEqual({
       kind: "compact",
-      header: { revision: 5 },
+      header: { revision: 6 },
     });
-    expect(h.m.compactedRevision()).toBe(3);
-    expect(h.run({ type: "compact", revision: revision(2) }).result).toMatchObject({
+    expect(h.m.compactedRevision()).toBe(4);
+    expect(h.run({ type: "compact", revision: revision(3) }).result).toMatchObject({
       kind: "failed",
       error: "compacted",
     });
-    expect(h.m.range({ key: b("a"), revision: revision(2) })).toMatchObject({
+    expect(h.m.range({ key: b("a"), revision: revision(3) })).toMatchObject({
       ok: false,
       error: "compacted",
     });
@@ -101,13 +101,13 @@ describe("StateMachine: commands", () => {
     expect(h.run({ type: "txn", request: { success: ops } }).result).toMatchObject({ error: "tooManyOps" });
     const dup = [ops[0]!, ops[0]!];
     expect(h.run({ type: "txn", request: { success: dup } }).result).toMatchObject({ error: "duplicateKey" });
-    expect(h.m.currentRevision()).toBe(0);
+    expect(h.m.currentRevision()).toBe(1);
   });
 
   it("lease grant: chosen ids, duplicates and too large TTLs", () => {
     const h = new Harness();
     const g = h.run(grant(7n, 1));
-    expect(g.result).toEqual({ kind: "leaseGrant", header: { revision: 0 }, id: 7n, ttlSeconds: 2 });
+    expect(g.result).toEqual({ kind: "leaseGrant", header: { revision: 1 }, id: 7n, ttlSeconds: 2 });
     expect(g.leaseGrants).toEqual([{ id: 7n, ttlSeconds: 2, remainingTtlSeconds: 2, grantIndex: 1 }]);
     expect(h.run(grant(7n)).result).toMatchObject({ kind: "failed", error: "leaseExists" });
     expect(h.run(grant(8n, 9_000_000_001)).result).toMatchObject({ kind: "failed", error: "ttlTooLarge" });
@@ -122,13 +122,13 @@ describe("StateMachine: commands", () => {
     const r = h.run(put("k", "v", leaseId(99n)));
     expect(r.result).toEqual({
       kind: "failed",
-      header: { revision: 0 },
+      header: { revision: 1 },
       command: "put",
       error: "leaseNotFound",
     });
     expect(r.events).toEqual([]);
     const after = StateMachine.restore(h.m.snapshot());
-    expect(after.currentRevision()).toBe(0);
+    expect(after.currentRevision()).toBe(1);
     expect(str(h.m.snapshot()).replace(/"appliedIndex":\d+/, "")).toBe(
       str(before).replace(/"appliedIndex":\d+/, ""),
     );
@@ -143,10 +143,10 @@ describe("StateMachine: commands", () => {
     h.run(put("m", "1", leaseId(2n)));
     h.run(put("free", "1"));
     const r = h.run({ type: "leaseRevoke", id: leaseId(1n) });
-    expect(r.result).toEqual({ kind: "leaseRevoke", header: { revision: 5 }, deleted: 2 });
+    expect(r.result).toEqual({ kind: "leaseRevoke", header: { revision: 6 }, deleted: 2 });
     expect(r.events.map((e) => `${e.type} ${str(e.kv.key)} ${e.kv.modRevision}`)).toEqual([
-      "delete b 5",
-      "delete x 5",
+      "delete b 6",
+      "delete x 6",
     ]);
     expect(r.leaseRevokes).toEqual([1n]);
     expect(h.keys()).toEqual(["free", "m"]);
@@ -154,7 +154,7 @@ describe("StateMachine: commands", () => {
     expect(h.run({ type: "leaseRevoke", id: leaseId(1n) }).result).toMatchObject({ error: "leaseNotFound" });
     // A lease without keys takes no revision.
     h.run(grant(3n));
-    expect(h.run({ type: "leaseRevoke", id: leaseId(3n) }).result).toMatchObject({ header: { revision: 5 } });
+    expect(h.run({ type: "leaseRevoke", id: leaseId(3n) }).result).toMatchObject({ header: { revision: 6 } });
   });
 
   it("re-putting a key moves it between leases; deleting it detaches it", () => {
@@ -193,11 +193,11 @@ describe("StateMachine: commands", () => {
         { id: leaseId(4n), grantIndex: 4 }, // gone
       ],
     });
-    expect(r.result).toEqual({ kind: "leaseExpire", header: { revision: 5 }, revoked: 2, deleted: 3 });
+    expect(r.result).toEqual({ kind: "leaseExpire", header: { revision: 6 }, revoked: 2, deleted: 3 });
     expect(r.events.map((e) => `${e.type} ${str(e.kv.key)} ${e.kv.modRevision}`)).toEqual([
-      "delete a 5",
-      "delete b 5",
-      "delete c 5",
+      "delete a 6",
+      "delete b 6",
+      "delete c 6",
     ]);
     expect(r.leaseRevokes).toEqual([2n, 1n]);
     expect(h.keys()).toEqual(["d"]);
@@ -227,7 +227,7 @@ describe("StateMachine: commands", () => {
 
   it("empty data is a no-op; indexes must increase", () => {
     const h = new Harness();
-    expect(h.raw(new Uint8Array(0)).result).toEqual({ kind: "noop", header: { revision: 0 } });
+    expect(h.raw(new Uint8Array(0)).result).toEqual({ kind: "noop", header: { revision: 1 } });
     expect(() => h.m.apply(1, new Uint8Array(0))).toThrow(/apply 1 after 1/);
   });
 });
@@ -297,7 +297,7 @@ describe("StateMachine: sessions", () => {
     const again = h.run({ ...put("k", "v"), session: s("c1", 2) });
     expect(again.result).toEqual(p.result);
     expect(again.events).toEqual([]);
-    expect(h.m.currentRevision()).toBe(1);
+    expect(h.m.currentRevision()).toBe(2);
     // A failure is remembered too: the retry does not re-evaluate.
     const f = h.run({ ...put("j", "v", leaseId(5n)), session: s("c1", 3) });
     h.run(grant(5n));
@@ -311,11 +311,11 @@ describe("StateMachine: sessions", () => {
     h.run({ ...put("a", "2"), session: s("c1", 5) });
     expect(h.run({ ...put("a", "3"), session: s("c1", 3) }).result).toEqual({
       kind: "sessionStale",
-      header: { revision: 2 },
+      header: { revision: 3 },
       lastSeq: 5,
     });
     expect(h.run({ ...put("a", "4"), session: s("c2", 1) }).result.kind).toBe("put");
-    expect(h.m.currentRevision()).toBe(3);
+    expect(h.m.currentRevision()).toBe(4);
   });
 
   it("sessions expire after idleEntriesMax entries; a later seq then answers sessionExpired", () => {

@@ -66,11 +66,12 @@ const hex = (k: Uint8Array): string => Array.from(k, (x) => x.toString(16).padSt
 type Fail = { ok: false; error: MvccError };
 
 class Model {
-  /** states[r]: the key space after revision r. */
-  readonly states: State[] = [new Map()];
-  /** events[r]: the events of revision r. */
-  readonly events: KvEvent[][] = [[]];
-  compacted = 0;
+  /** states[r]: the key space after revision r. The store starts at revision 1 (etcd); states[0] is unused. */
+  readonly states: State[] = [new Map(), new Map()];
+  /** events[r]: the events of revision r (none at 0 and 1). */
+  readonly events: KvEvent[][] = [[], []];
+  /** etcd's compactMainRev: -1 before any compaction. */
+  compacted = -1;
 
   get rev(): number {
     return this.states.length - 1;

@@ -72,7 +72,7 @@ const delOp = (key: string, rangeEnd?: Uint8Array): RequestOp => ({
 const rangeOp = (req: RangeRequest): RequestOp => ({ type: "range", request: req });
 const txnOp = (request: TxnRequest): RequestOp => ({ type: "txn", request });
 
-/** A store holding a..e with values 5..1 (so value order is the reverse of key order), revisions 1..5. */
+/** A store holding a..e with values 5..1 (so value order is the reverse of key order), revisions 2..6. */
 function fiveKeys(): MvccStore {
   const s = new MvccStore();
   for (const [i, k] of ["a", "b", "c", "d", "e"].entries()) mustPut(s, k, String(5 - i));
@@ -147,12 +147,13 @@ describe("limits", () => {
 });
 
 describe("revisions and versions", () => {
-  it("starts at revision 0; each put takes the next revision", () => {
+  it("starts at revision 1 as etcd does; each put takes the next revision", () => {
     const s = new MvccStore();
-    expect(s.currentRevision()).toBe(0);
-    expect(mustPut(s, "a", "1").revision).toBe(1);
-    expect(mustPut(s, "b", "1").revision).toBe(2);
-    expect(s.currentRevision()).toBe(2);
+    expect(s.currentRevision()).toBe(1);
+    expect(s.compactedRevision()).toBe(-1);
+    expect(mustPut(s, "a", "1").revision).toBe(2);
+    expect(mustPut(s, "b", "1").revision).toBe(3);
+    expect(s.currentRevision()).toBe(3);
   });
 
   it("a put of an existing key bumps version and modRevision and keeps createRevision", () => {
@@ -160,26 +161,26 @@ describe("revisions and versions", () => {
     mustPut(s, "a", "1");
     mustPut(s, "other", "x");
     mustPut(s, "a", "1"); // same value: still a write
-    expect(get(s, "a")).toMatchObject({ createRevision: 1, modRevision: 3, version: 2, value: b("1") });
+    expect(get(s, "a")).toMatchObject({ createRevision: 2, modRevision: 4, version: 2, value: b("1") });
   });
 
   it("delete then re-put resets version to 1 and createRevision to the new revision", () => {
     const s = new MvccStore();
     mustPut(s, "a", "1");
     mustPut(s, "a", "2");
-    expect(s.deleteRange({ key: b("a") })).toMatchObject({ ok: true, deleted: 1, revision: 3 });
+    expect(s.deleteRange({ key: b("a") })).toMatchObject({ ok: true, deleted: 1, revision: 4 });
     mustPut(s, "a", "3");
-    expect(get(s, "a")).toMatchObject({ createRevision: 4, modRevision: 4, version: 1 });
-    expect(get(s, "a", 2)).toMatchObject({ createRevision: 1, modRevision: 2, version: 2 });
-    expect(get(s, "a", 3)).toBeUndefined();
+    expect(get(s, "a")).toMatchObject({ createRevision: 5, modRevision: 5, version: 1 });
+    expect(get(s, "a", 3)).toMatchObject({ createRevision: 2, modRevision: 3, version: 2 });
+    expect(get(s, "a", 4)).toBeUndefined();
   });
 
   it("a delete that matches nothing takes no revision and produces no event", () => {
     const s = new MvccStore();
     mustPut(s, "a", "1");
     const r = s.deleteRange({ key: b("x"), rangeEnd: b("z") });
-    expect(r).toMatchObject({ ok: true, deleted: 0, revision: 1, events: [], leaseChanges: [] });
-    expect(s.currentRevision()).toBe(1);
+    expect(r).toMatchObject({ ok: true, deleted: 0, revision: 2, events: [], leaseChanges: [] });
+    expect(s.currentRevision()).toBe(2);
   });
 
   it("a delete returns tombstone events with prevKv, and prevKvs only when asked", () => {
@@ -198,12 +199,12 @@ describe("revisions and versions", () => {
         kv: {
           key: b("a"),
           createRevision: 0,
-          modRevision: 4,
+          modRevision: 5,
           version: 0,
           value: new Uint8Array(0),
           lease: NO_LEASE,
         },
-        prevKv: { key: b("a"), createRevision: 1, modRevision: 1, version: 1, value: b("1"), lease: L(1) },
+        prevKv: { key: b("a"), createRevision: 2, modRevision: 2, version: 1, value: b("1"), lease: L(1) },
       },
     ]);
   });
@@ -284,7 +285,7 @@ describe("range", () => {
 
   it("sorts by any target in either order; ties stay in key order", () => {
     const s = fiveKeys(); // values: a=5 b=4 c=3 d=2 e=1
-    mustPut(s, "c", "3"); // c: version 2, mod 6
+    mustPut(s, "c", "3"); // c: version 2, mod 7
     const all = { key: b("a"), rangeEnd: b("z") };
     expect(keysOf(s, { ...all, sortTarget: "value", sortOrder: "ascend" })).toEqual([
       "e",
@@ -337,17 +338,17 @@ describe("range", () => {
   });
 
   it("min/max mod/create filters apply after counting: count ignores them, more does not", () => {
-    const s = fiveKeys(); // a..e created at 1..5
-    mustPut(s, "a", "again"); // a: create 1, mod 6
+    const s = fiveKeys(); // a..e created at 2..6
+    mustPut(s, "a", "again"); // a: create 2, mod 7
     const all = { key: b("a"), rangeEnd: b("z") };
-    expect(keysOf(s, { ...all, minModRevision: rev(4) })).toEqual(["a", "d", "e"]);
-    expect(keysOf(s, { ...all, maxModRevision: rev(2) })).toEqual(["b"]);
-    expect(keysOf(s, { ...all, minCreateRevision: rev(2), maxCreateRevision: rev(3) })).toEqual(["b", "c"]);
-    expect(rangeOf(s, { ...all, minCreateRevision: rev(2), maxCreateRevision: rev(3) }).count).toBe(5);
+    expect(keysOf(s, { ...all, minModRevision: rev(5) })).toEqual(["a", "d", "e"]);
+    expect(keysOf(s, { ...all, maxModRevision: rev(3) })).toEqual(["b"]);
+    expect(keysOf(s, { ...all, minCreateRevision: rev(3), maxCreateRevision: rev(4) })).toEqual(["b", "c"]);
+    expect(rangeOf(s, { ...all, minCreateRevision: rev(3), maxCreateRevision: rev(4) }).count).toBe(5);
     // With filters, everything is fetched and filtered, then the limit applies.
-    expect(rangeOf(s, { ...all, minModRevision: rev(4), limit: 2 })).toMatchObject({ count: 5, more: true });
-    expect(keysOf(s, { ...all, minModRevision: rev(4), limit: 2 })).toEqual(["a", "d"]);
-    expect(rangeOf(s, { ...all, minModRevision: rev(4), limit: 3 })).toMatchObject({ count: 5, more: false });
+    expect(rangeOf(s, { ...all, minModRevision: rev(5), limit: 2 })).toMatchObject({ count: 5, more: true });
+    expect(keysOf(s, { ...all, minModRevision: rev(5), limit: 2 })).toEqual(["a", "d"]);
+    expect(rangeOf(s, { ...all, minModRevision: rev(5), limit: 3 })).toMatchObject({ count: 5, more: false });
   });
 
   it("countOnly returns the count alone; keysOnly empties values", () => {
@@ -357,7 +358,7 @@ describe("range", () => {
       kvs: [],
       more: false,
       count: 4,
-      revision: 5,
+      revision: 6,
     });
     const r = rangeOf(s, { key: b("b"), rangeEnd: b("d"), keysOnly: true });
     expect(r.kvs.map((kv) => [text(kv.key), kv.value.length, kv.version])).toEqual([
@@ -373,15 +374,15 @@ describe("range", () => {
     mustPut(s, "b", "1");
     mustPut(s, "a", "2");
     s.deleteRange({ key: b("b") });
-    expect(rangeOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(2) })).toMatchObject({
+    expect(rangeOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(3) })).toMatchObject({
       count: 2,
-      revision: 4,
+      revision: 5,
     });
-    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(3) })).toEqual(["a", "b"]);
-    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(4) })).toEqual(["a"]);
-    expect(get(s, "a", 2)?.value).toEqual(b("1"));
-    expect(get(s, "a", 3)?.value).toEqual(b("2"));
-    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(2), sortOrder: "descend" })).toEqual([
+    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(4) })).toEqual(["a", "b"]);
+    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(5) })).toEqual(["a"]);
+    expect(get(s, "a", 3)?.value).toEqual(b("1"));
+    expect(get(s, "a", 4)?.value).toEqual(b("2"));
+    expect(keysOf(s, { key: b("a"), rangeEnd: b("z"), revision: rev(3), sortOrder: "descend" })).toEqual([
       "b",
       "a",
     ]);
@@ -389,9 +390,30 @@ describe("range", () => {
 
   it("a revision beyond the current one is futureRevision; an empty key is emptyKey", () => {
     const s = new MvccStore();
-    expect(s.range({ key: b("a"), revision: rev(1) })).toEqual({ ok: false, error: "futureRevision" });
+    // etcd: an empty store is at revision 1, readable (no kvs); 2 is in the future.
+    expect(s.range({ key: b("a"), revision: rev(1) })).toEqual({
+      ok: true,
+      kvs: [],
+      more: false,
+      count: 0,
+      revision: 1,
+    });
+    expect(s.range({ key: b("a"), revision: rev(0) })).toEqual({
+      ok: true,
+      kvs: [],
+      more: false,
+      count: 0,
+      revision: 1,
+    });
+    expect(s.range({ key: b("a"), revision: rev(2) })).toEqual({ ok: false, error: "futureRevision" });
     mustPut(s, "a", "1");
-    expect(s.range({ key: b("a"), revision: rev(1) }).ok).toBe(true);
+    expect(s.range({ key: b("a"), revision: rev(2) }).ok).toBe(true);
+    expect(s.range({ key: b("a"), revision: rev(1) })).toMatchObject({
+      ok: true,
+      kvs: [],
+      count: 0,
+      revision: 2,
+    });
     expect(s.range({ key: new Uint8Array(0) })).toEqual({ ok: false, error: "emptyKey" });
   });
 });
@@ -419,7 +441,7 @@ describe("put flags and leases", () => {
       ok: false,
       error: "keyNotFound",
     });
-    expect(s.currentRevision()).toBe(1);
+    expect(s.currentRevision()).toBe(2);
   });
 
   it("a value with ignoreValue or a lease with ignoreLease is rejected up front (etcd gateway checks)", () => {
@@ -449,7 +471,7 @@ describe("put flags and leases", () => {
         error: "leaseNotFound",
       },
     );
-    expect(s.currentRevision()).toBe(0);
+    expect(s.currentRevision()).toBe(1);
   });
 
   it("reports lease attachments a write changes", () => {
@@ -487,9 +509,9 @@ describe("txn", () => {
       failure: [putOp("f")],
     });
     const ok = s.txn(req([versionIs("a", 1), versionIs("missing", 0)]));
-    expect(ok).toMatchObject({ ok: true, succeeded: true, revision: 2 });
+    expect(ok).toMatchObject({ ok: true, succeeded: true, revision: 3 });
     const no = s.txn(req([versionIs("a", 1), versionIs("a", 5)]));
-    expect(no).toMatchObject({ ok: true, succeeded: false, revision: 3 });
+    expect(no).toMatchObject({ ok: true, succeeded: false, revision: 4 });
     expect(keysOf(s, { key: b("f"), rangeEnd: b("t") })).toEqual(["f", "s"]);
   });
 
@@ -498,16 +520,16 @@ describe("txn", () => {
     mustPut(s, "x", "0");
     const r = s.txn({ success: [putOp("b", "1"), delOp("x"), putOp("a", "2"), rangeOp({ key: b("a") })] });
     if (!r.ok) throw new Error(r.error);
-    expect(r.revision).toBe(2);
+    expect(r.revision).toBe(3);
     expect(r.events.map(describeEvent)).toEqual([
-      'put "b" rev=2 create=2 ver=1 lease=0 "1"',
-      'delete "x" rev=2',
-      'put "a" rev=2 create=2 ver=1 lease=0 "2"',
+      'put "b" rev=3 create=3 ver=1 lease=0 "1"',
+      'delete "x" rev=3',
+      'put "a" rev=3 create=3 ver=1 lease=0 "2"',
     ]);
     expect(r.responses.map((op) => op.type)).toEqual(["put", "deleteRange", "put", "range"]);
     const last = r.responses[3];
     expect(last?.type === "range" && last.response.kvs.map((kv) => text(kv.value))).toEqual(["2"]); // sees the earlier put
-    expect(last?.type === "range" && last.response.revision).toBe(2);
+    expect(last?.type === "range" && last.response.revision).toBe(3);
   });
 
   it("a read-only txn and a txn whose deletes match nothing take no revision", () => {
@@ -515,19 +537,19 @@ describe("txn", () => {
     mustPut(s, "a", "1");
     expect(s.txn({ success: [rangeOp({ key: b("a") })] })).toMatchObject({
       ok: true,
-      revision: 1,
+      revision: 2,
       events: [],
     });
-    expect(s.txn({ success: [delOp("zz")] })).toMatchObject({ ok: true, revision: 1, events: [] });
-    expect(s.txn({})).toMatchObject({ ok: true, succeeded: true, revision: 1 });
-    expect(s.currentRevision()).toBe(1);
+    expect(s.txn({ success: [delOp("zz")] })).toMatchObject({ ok: true, revision: 2, events: [] });
+    expect(s.txn({})).toMatchObject({ ok: true, succeeded: true, revision: 2 });
+    expect(s.currentRevision()).toBe(2);
   });
 
   it("compares value, version, create, mod and lease with = != < >", () => {
     const s = new MvccStore();
-    mustPut(s, "a", "m", { lease: L(3) }); // rev 1
-    mustPut(s, "a", "m"); // rev 2: version 2, lease none
-    mustPut(s, "l", "x", { lease: L(5) }); // rev 3
+    mustPut(s, "a", "m", { lease: L(3) }); // rev 2
+    mustPut(s, "a", "m"); // rev 3: version 2, lease none
+    mustPut(s, "l", "x", { lease: L(5) }); // rev 4
     const holds = (c: Compare) => {
       const r = s.txn({ compare: [c] });
       if (!r.ok) throw new Error(r.error);
@@ -540,9 +562,9 @@ describe("txn", () => {
     expect(holds({ key: a, target: "value", value: b("m"), result: "notEqual" })).toBe(false);
     expect(holds({ key: a, target: "version", version: 2, result: "equal" })).toBe(true);
     expect(holds({ key: a, target: "version", version: 1, result: "greater" })).toBe(true);
-    expect(holds({ key: a, target: "create", createRevision: rev(1), result: "equal" })).toBe(true);
-    expect(holds({ key: a, target: "mod", modRevision: rev(2), result: "equal" })).toBe(true);
-    expect(holds({ key: a, target: "mod", modRevision: rev(3), result: "less" })).toBe(true);
+    expect(holds({ key: a, target: "create", createRevision: rev(2), result: "equal" })).toBe(true);
+    expect(holds({ key: a, target: "mod", modRevision: rev(3), result: "equal" })).toBe(true);
+    expect(holds({ key: a, target: "mod", modRevision: rev(4), result: "less" })).toBe(true);
     expect(holds({ key: a, target: "lease", lease: NO_LEASE, result: "equal" })).toBe(true);
     expect(holds({ key: b("l"), target: "lease", lease: L(5), result: "equal" })).toBe(true);
     expect(holds({ key: b("l"), target: "lease", lease: L(4), result: "greater" })).toBe(true);
@@ -567,8 +589,8 @@ describe("txn", () => {
     const prefix = { key: b("p/"), rangeEnd: prefixEnd(b("p/")) };
     const holds = (c: Compare) => (s.txn({ compare: [c] }) as { succeeded: boolean }).succeeded;
     expect(holds({ ...prefix, target: "value", value: b("v"), result: "equal" })).toBe(true);
-    expect(holds({ ...prefix, target: "create", createRevision: rev(2), result: "less" })).toBe(false);
-    expect(holds({ ...prefix, target: "create", createRevision: rev(3), result: "less" })).toBe(true);
+    expect(holds({ ...prefix, target: "create", createRevision: rev(3), result: "less" })).toBe(false);
+    expect(holds({ ...prefix, target: "create", createRevision: rev(4), result: "less" })).toBe(true);
     const none = { key: b("q/"), rangeEnd: prefixEnd(b("q/")) };
     expect(holds({ ...none, target: "version", version: 0, result: "equal" })).toBe(true);
     expect(holds({ ...none, target: "value", value: b("v"), result: "notEqual" })).toBe(false);
@@ -589,7 +611,7 @@ describe("txn", () => {
       ],
     });
     if (!r.ok) throw new Error(r.error);
-    expect(r.revision).toBe(2);
+    expect(r.revision).toBe(3);
     expect(get(s, "n")?.value).toEqual(b("yes"));
     const nested = r.responses[1];
     if (nested?.type !== "txn") throw new Error("expected a txn response");
@@ -602,10 +624,10 @@ describe("txn", () => {
   it("a range op at an explicit revision inside a write txn reads that revision", () => {
     const s = new MvccStore();
     mustPut(s, "k", "0");
-    const r = s.txn({ success: [putOp("k", "1"), rangeOp({ key: b("k"), revision: rev(1) })] });
+    const r = s.txn({ success: [putOp("k", "1"), rangeOp({ key: b("k"), revision: rev(2) })] });
     const op = r.ok ? r.responses[1] : undefined;
     expect(op?.type === "range" && op.response.kvs[0]?.value).toEqual(b("0"));
-    expect(s.txn({ success: [putOp("k", "2"), rangeOp({ key: b("k"), revision: rev(3) })] })).toEqual({
+    expect(s.txn({ success: [putOp("k", "2"), rangeOp({ key: b("k"), revision: rev(4) })] })).toEqual({
       ok: false,
       error: "futureRevision",
     });
@@ -617,7 +639,7 @@ describe("txn", () => {
     const future = rangeOp({ key: b("a"), revision: rev(9) });
     expect(s.txn({ success: [putOp("b"), future] })).toEqual({ ok: false, error: "futureRevision" });
     expect(s.txn({ success: [putOp("b")], failure: [future] })).toMatchObject({ ok: true, succeeded: true });
-    expect(s.currentRevision()).toBe(2);
+    expect(s.currentRevision()).toBe(3);
     expect(s.txn({ success: [putOp("c"), putOp("d", "", { ignoreValue: true })] })).toEqual({
       ok: false,
       error: "keyNotFound",
@@ -628,9 +650,9 @@ describe("txn", () => {
       s.txn({ success: [putOp("c"), txnOp({ success: [putOp("e", "v", { lease: L(7) })] })] }, LEASES),
     ).toMatchObject({
       ok: true,
-      revision: 3,
+      revision: 4,
     });
-    expect(s.currentRevision()).toBe(3);
+    expect(s.currentRevision()).toBe(4);
   });
 
   it("duplicate keys: a key put twice, or put and deleted, in one branch", () => {
@@ -664,11 +686,11 @@ describe("txn", () => {
     const r = check([txnOp({ success: [putOp("z", "1")] }), txnOp({ success: [delOp("z")] })]);
     if (!r.ok) throw new Error(r.error);
     expect(r.events.map(describeEvent)).toEqual([
-      'put "z" rev=2 create=2 ver=1 lease=0 "1"',
-      'delete "z" rev=2',
+      'put "z" rev=3 create=3 ver=1 lease=0 "1"',
+      'delete "z" rev=3',
     ]);
     expect(get(s, "z")).toBeUndefined();
-    expect(s.eventsSince(rev(2), { key: b("z") })).toMatchObject({ ok: true, events: r.events });
+    expect(s.eventsSince(rev(3), { key: b("z") })).toMatchObject({ ok: true, events: r.events });
   });
 
   it("a from-key delete covers every key after it in the duplicate check (closes etcd-io/etcd#22445)", () => {
@@ -723,9 +745,9 @@ describe("deleteKeys (lease revoke)", () => {
     mustPut(s, "a", "1", { lease: L(1) });
     mustPut(s, "c", "1");
     const r = s.deleteKeys([b("b"), b("missing"), b("a"), b("b")]);
-    expect(r.revision).toBe(4);
+    expect(r.revision).toBe(5);
     expect(r.deleted).toBe(2);
-    expect(r.events.map(describeEvent)).toEqual(['delete "a" rev=4', 'delete "b" rev=4']);
+    expect(r.events.map(describeEvent)).toEqual(['delete "a" rev=5', 'delete "b" rev=5']);
     expect(r.leaseChanges).toEqual([
       { key: b("a"), from: L(1), to: NO_LEASE },
       { key: b("b"), from: L(1), to: NO_LEASE },
@@ -736,13 +758,13 @@ describe("deleteKeys (lease revoke)", () => {
   it("takes no revision when none of the keys exists", () => {
     const s = new MvccStore();
     mustPut(s, "a", "1");
-    expect(s.deleteKeys([b("x"), b("y")])).toEqual({ revision: 1, deleted: 0, events: [], leaseChanges: [] });
-    expect(s.deleteKeys([])).toMatchObject({ revision: 1, deleted: 0 });
+    expect(s.deleteKeys([b("x"), b("y")])).toEqual({ revision: 2, deleted: 0, events: [], leaseChanges: [] });
+    expect(s.deleteKeys([])).toMatchObject({ revision: 2, deleted: 0 });
   });
 });
 
 describe("compaction", () => {
-  /** Revisions: 1 put a, 2 put b, 3 put a, 4 delete b, 5 put c. */
+  /** Revisions: 2 put a, 3 put b, 4 put a, 5 delete b, 6 put c. */
   function history(): MvccStore {
     const s = new MvccStore();
     mustPut(s, "a", "1");
@@ -756,99 +778,124 @@ describe("compaction", () => {
 
   it("reads below the compacted revision fail; at and above it answer as before", () => {
     const s = history();
-    const before = [3, 4, 5].map((r) => rangeOf(s, { ...all, revision: rev(r) }));
-    expect(s.compact(rev(3))).toEqual({ ok: true, revision: 5 });
-    expect(s.compactedRevision()).toBe(3);
-    expect(s.range({ ...all, revision: rev(2) })).toEqual({ ok: false, error: "compacted" });
-    expect([3, 4, 5].map((r) => rangeOf(s, { ...all, revision: rev(r) }))).toEqual(before);
-    expect(keysOf(s, { ...all, revision: rev(3) })).toEqual(["a", "b"]);
+    const before = [4, 5, 6].map((r) => rangeOf(s, { ...all, revision: rev(r) }));
+    expect(s.compact(rev(4))).toEqual({ ok: true, revision: 6 });
+    expect(s.compactedRevision()).toBe(4);
+    expect(s.range({ ...all, revision: rev(3) })).toEqual({ ok: false, error: "compacted" });
+    expect([4, 5, 6].map((r) => rangeOf(s, { ...all, revision: rev(r) }))).toEqual(before);
+    expect(keysOf(s, { ...all, revision: rev(4) })).toEqual(["a", "b"]);
     s.checkInvariants();
   });
 
   it("compacting at or below the compacted revision is compacted; beyond the current one is futureRevision", () => {
     const s = history();
-    expect(s.compact(rev(0))).toEqual({ ok: false, error: "compacted" });
-    expect(s.compact(rev(6))).toEqual({ ok: false, error: "futureRevision" });
-    expect(s.compact(rev(2)).ok).toBe(true);
+    expect(s.compact(rev(-1))).toEqual({ ok: false, error: "compacted" }); // etcd: rev <= compactMainRev (-1)
+    expect(s.compact(rev(7))).toEqual({ ok: false, error: "futureRevision" });
+    expect(s.compact(rev(3)).ok).toBe(true);
+    expect(s.compact(rev(3))).toEqual({ ok: false, error: "compacted" });
     expect(s.compact(rev(2))).toEqual({ ok: false, error: "compacted" });
-    expect(s.compact(rev(1))).toEqual({ ok: false, error: "compacted" });
-    expect(s.compact(rev(5)).ok).toBe(true); // up to the current revision
+    expect(s.compact(rev(6)).ok).toBe(true); // up to the current revision
     expect(keysOf(s, all)).toEqual(["a", "c"]);
+  });
+
+  it("a fresh store is compacted at -1, as etcd's compactMainRev: Compact(0) and Compact(1) succeed once", () => {
+    const s = new MvccStore();
+    expect(s.compactedRevision()).toBe(-1);
+    expect(s.compact(rev(2))).toEqual({ ok: false, error: "futureRevision" });
+    expect(s.compact(rev(1))).toEqual({ ok: true, revision: 1 });
+    expect(s.compactedRevision()).toBe(1);
+    expect(s.compact(rev(1))).toEqual({ ok: false, error: "compacted" });
+    expect(s.compact(rev(0))).toEqual({ ok: false, error: "compacted" });
+    expect(s.range({ key: b("a"), revision: rev(1) })).toEqual({
+      ok: true,
+      kvs: [],
+      more: false,
+      count: 0,
+      revision: 1,
+    });
+    expect(s.eventsSince(rev(1), all)).toEqual({ ok: true, events: [], nextRevision: 2 });
+    s.checkInvariants();
+    const z = new MvccStore();
+    expect(z.compact(rev(0))).toEqual({ ok: true, revision: 1 });
+    expect(z.compactedRevision()).toBe(0);
+    expect(z.compact(rev(0))).toEqual({ ok: false, error: "compacted" });
+    expect(z.compact(rev(1))).toEqual({ ok: true, revision: 1 });
+    z.checkInvariants();
   });
 
   it("a txn range below the compacted revision fails the whole txn", () => {
     const s = history();
-    s.compact(rev(4));
-    expect(s.txn({ success: [putOp("x"), rangeOp({ key: b("a"), revision: rev(3) })] })).toEqual({
+    s.compact(rev(5));
+    expect(s.txn({ success: [putOp("x"), rangeOp({ key: b("a"), revision: rev(4) })] })).toEqual({
       ok: false,
       error: "compacted",
     });
-    expect(s.currentRevision()).toBe(5);
+    expect(s.currentRevision()).toBe(6);
   });
 
   it("keeps versions still readable: a key unchanged since long before the compaction point", () => {
     const s = new MvccStore();
     mustPut(s, "old", "v");
     for (let i = 0; i < 5; i++) mustPut(s, "hot", String(i));
-    s.compact(rev(5));
-    expect(get(s, "old", 5)).toMatchObject({ modRevision: 1, value: b("v") });
-    expect(get(s, "hot", 5)?.value).toEqual(b("3"));
     s.compact(rev(6));
-    expect(get(s, "old", 6)).toMatchObject({ modRevision: 1 });
+    expect(get(s, "old", 6)).toMatchObject({ modRevision: 2, value: b("v") });
+    expect(get(s, "hot", 6)?.value).toEqual(b("3"));
+    s.compact(rev(7));
+    expect(get(s, "old", 7)).toMatchObject({ modRevision: 2 });
   });
 });
 
 describe("eventsSince", () => {
   function store(): MvccStore {
     const s = new MvccStore();
-    mustPut(s, "a", "1"); // 1
-    mustPut(s, "b/1", "1"); // 2
-    s.txn({ success: [putOp("b/2", "1"), putOp("c", "1")] }); // 3
-    s.deleteRange({ key: b("b/"), rangeEnd: prefixEnd(b("b/")) }); // 4
-    mustPut(s, "a", "2"); // 5
+    mustPut(s, "a", "1"); // 2
+    mustPut(s, "b/1", "1"); // 3
+    s.txn({ success: [putOp("b/2", "1"), putOp("c", "1")] }); // 4
+    s.deleteRange({ key: b("b/"), rangeEnd: prefixEnd(b("b/")) }); // 5
+    mustPut(s, "a", "2"); // 6
     return s;
   }
   const describeAll = (r: ReturnType<MvccStore["eventsSince"]>) => (r.ok ? r.events.map(describeEvent) : r);
 
   it("returns the events from a revision on, for a key, a prefix or everything, in order", () => {
     const s = store();
-    expect(describeAll(s.eventsSince(rev(1), { key: b("a") }))).toEqual([
-      'put "a" rev=1 create=1 ver=1 lease=0 "1"',
-      'put "a" rev=5 create=1 ver=2 lease=0 "2"',
+    expect(describeAll(s.eventsSince(rev(2), { key: b("a") }))).toEqual([
+      'put "a" rev=2 create=2 ver=1 lease=0 "1"',
+      'put "a" rev=6 create=2 ver=2 lease=0 "2"',
     ]);
-    expect(describeAll(s.eventsSince(rev(3), { key: b("b/"), rangeEnd: prefixEnd(b("b/")) }))).toEqual([
-      'put "b/2" rev=3 create=3 ver=1 lease=0 "1"',
-      'delete "b/1" rev=4',
-      'delete "b/2" rev=4',
+    expect(describeAll(s.eventsSince(rev(4), { key: b("b/"), rangeEnd: prefixEnd(b("b/")) }))).toEqual([
+      'put "b/2" rev=4 create=4 ver=1 lease=0 "1"',
+      'delete "b/1" rev=5',
+      'delete "b/2" rev=5',
     ]);
     const everything = s.eventsSince(rev(0), { key: Uint8Array.of(0), rangeEnd: RANGE_END_TO_END });
-    expect(everything.ok && everything.events.map((e) => e.kv.modRevision)).toEqual([1, 2, 3, 3, 4, 4, 5]);
-    expect(everything.ok && everything.nextRevision).toBe(6);
-    expect(s.eventsSince(rev(9), { key: b("a") })).toEqual({ ok: true, events: [], nextRevision: 9 });
+    expect(everything.ok && everything.events.map((e) => e.kv.modRevision)).toEqual([2, 3, 4, 4, 5, 5, 6]);
+    expect(everything.ok && everything.nextRevision).toBe(7);
+    expect(s.eventsSince(rev(10), { key: b("a") })).toEqual({ ok: true, events: [], nextRevision: 10 });
   });
 
   it("hands out at most revisionsMax whole revisions and says where to resume", () => {
     const s = store();
     const all = { key: Uint8Array.of(0), rangeEnd: RANGE_END_TO_END };
-    const first = s.eventsSince(rev(2), all, 2);
-    expect(first.ok && first.events.map((e) => e.kv.modRevision)).toEqual([2, 3, 3]);
-    expect(first.ok && first.nextRevision).toBe(4);
-    const second = s.eventsSince(rev(4), all, 2);
-    expect(second.ok && second.events.map((e) => e.kv.modRevision)).toEqual([4, 4, 5]);
-    expect(second.ok && second.nextRevision).toBe(6);
+    const first = s.eventsSince(rev(3), all, 2);
+    expect(first.ok && first.events.map((e) => e.kv.modRevision)).toEqual([3, 4, 4]);
+    expect(first.ok && first.nextRevision).toBe(5);
+    const second = s.eventsSince(rev(5), all, 2);
+    expect(second.ok && second.events.map((e) => e.kv.modRevision)).toEqual([5, 5, 6]);
+    expect(second.ok && second.nextRevision).toBe(7);
   });
 
   it("fails below the compacted revision and works from exactly it (etcd: minRev < compactRev)", () => {
     const s = store();
-    s.compact(rev(4));
-    expect(s.eventsSince(rev(3), { key: b("a") })).toEqual({
+    s.compact(rev(5));
+    expect(s.eventsSince(rev(4), { key: b("a") })).toEqual({
       ok: false,
       error: "compacted",
-      compactRevision: 4,
+      compactRevision: 5,
     });
-    const r = s.eventsSince(rev(4), { key: b("b/"), rangeEnd: prefixEnd(b("b/")) });
-    expect(describeAll(r)).toEqual(['delete "b/1" rev=4', 'delete "b/2" rev=4']);
-    expect(r.ok && r.events[1]?.prevKv?.modRevision).toBe(3); // prevKv survives compaction at 4
+    const r = s.eventsSince(rev(5), { key: b("b/"), rangeEnd: prefixEnd(b("b/")) });
+    expect(describeAll(r)).toEqual(['delete "b/1" rev=5', 'delete "b/2" rev=5']);
+    expect(r.ok && r.events[1]?.prevKv?.modRevision).toBe(4); // prevKv survives compaction at 5
   });
 });
 
@@ -861,16 +908,16 @@ describe("snapshot", () => {
     mustPut(s, "a", "2");
     s.deleteRange({ key: b("b") });
     mustPut(s, "c", "1");
-    s.compact(rev(4));
+    s.compact(rev(5));
     const restored = MvccStore.restore(JSON.parse(JSON.stringify(s.snapshot())));
-    expect(restored.currentRevision()).toBe(6);
-    expect(restored.compactedRevision()).toBe(4);
+    expect(restored.currentRevision()).toBe(7);
+    expect(restored.compactedRevision()).toBe(5);
     const all = { key: Uint8Array.of(0), rangeEnd: RANGE_END_TO_END };
-    for (const r of [4, 5, 6]) {
+    for (const r of [5, 6, 7]) {
       expect(restored.range({ ...all, revision: rev(r) })).toEqual(s.range({ ...all, revision: rev(r) }));
     }
-    expect(restored.range({ ...all, revision: rev(3) })).toEqual({ ok: false, error: "compacted" });
-    expect(restored.eventsSince(rev(4), all)).toEqual(s.eventsSince(rev(4), all));
+    expect(restored.range({ ...all, revision: rev(4) })).toEqual({ ok: false, error: "compacted" });
+    expect(restored.eventsSince(rev(5), all)).toEqual(s.eventsSince(rev(5), all));
     expect(restored.snapshot()).toEqual(s.snapshot());
     expect(mustPut(restored, "a", "3")).toEqual(mustPut(s, "a", "3"));
   });
@@ -878,12 +925,22 @@ describe("snapshot", () => {
   it("a fresh store's snapshot is empty", () => {
     expect(new MvccStore().snapshot()).toEqual({
       formatVersion: 1,
-      revision: 0,
-      compactedRevision: 0,
+      revision: 1,
+      compactedRevision: -1,
       base: [],
       changes: [],
     });
-    expect(MvccStore.restore(new MvccStore().snapshot()).currentRevision()).toBe(0);
+    const fresh = MvccStore.restore(new MvccStore().snapshot());
+    expect(fresh.currentRevision()).toBe(1);
+    expect(fresh.compactedRevision()).toBe(-1);
+    for (const c of [0, 1]) {
+      const compacted = new MvccStore();
+      expect(compacted.compact(rev(c)).ok).toBe(true);
+      const back = MvccStore.restore(JSON.parse(JSON.stringify(compacted.snapshot())));
+      expect(back.currentRevision()).toBe(1);
+      expect(back.compactedRevision()).toBe(c);
+      expect(mustPut(back, "a", "1").revision).toBe(2);
+    }
   });
 });
 
@@ -891,8 +948,8 @@ describe("describeEvent", () => {
   it("is one deterministic line per event", () => {
     const s = new MvccStore();
     const put = mustPut(s, "k", "v", { lease: L(7) });
-    expect(describeEvent(put.events[0]!)).toBe('put "k" rev=1 create=1 ver=1 lease=7 "v"');
+    expect(describeEvent(put.events[0]!)).toBe('put "k" rev=2 create=2 ver=1 lease=7 "v"');
     const del = s.deleteKeys([Uint8Array.of(0x6b)]);
-    expect(describeEvent(del.events[0]!)).toBe('delete "k" rev=2');
+    expect(describeEvent(del.events[0]!)).toBe('delete "k" rev=3');
   });
 });

@@ -52,7 +52,7 @@ class Fixture {
   drain(id: WatchId, max = 1000): string[] {
     return this.hub.drain(id, max).map(describeWatchResponse);
   }
-  /** Only the events, as "put a@3" / "del a@4". */
+  /** Only the events, as "put a@4" / "del a@5". */
   drainEvents(id: WatchId, max = 1000): string[] {
     return eventsOf(this.hub.drain(id, max));
   }
@@ -75,8 +75,8 @@ describe("creating a watch", () => {
     expect(id).toBe(watchId(0n));
     f.put("a", "x");
     expect(f.drain(id)).toEqual([
-      "watch 0 rev=1 created",
-      'watch 0 rev=2 [put "a" rev=2 create=1 ver=2 lease=0 "x"]',
+      "watch 0 rev=2 created",
+      'watch 0 rev=3 [put "a" rev=3 create=2 ver=2 lease=0 "x"]',
     ]);
     expect(f.hub.status(id)?.state).toBe("synced");
   });
@@ -90,35 +90,48 @@ describe("creating a watch", () => {
 
   it("from a past revision: the history, then the live stream, without gap or duplicate", () => {
     const f = new Fixture();
-    f.put("a"); // 1
-    f.put("b"); // 2
-    f.put("a"); // 3
-    const id = f.watch({ key: b("a"), startRevision: rev(2) });
+    f.put("a"); // 2
+    f.put("b"); // 3
+    f.put("a"); // 4
+    const id = f.watch({ key: b("a"), startRevision: rev(3) });
     expect(f.hub.status(id)?.state).toBe("unsynced");
-    f.put("a"); // 4: written while the watcher is behind
-    f.del("a"); // 5
-    expect(f.drainEvents(id)).toEqual(["put a@3", "put a@4", "del a@5"]);
+    f.put("a"); // 5: written while the watcher is behind
+    f.del("a"); // 6
+    expect(f.drainEvents(id)).toEqual(["put a@4", "put a@5", "del a@6"]);
     expect(f.hub.status(id)?.state).toBe("synced");
-    f.put("a"); // 6
-    expect(f.drainEvents(id)).toEqual(["put a@6"]);
+    f.put("a"); // 7
+    expect(f.drainEvents(id)).toEqual(["put a@7"]);
+  });
+
+  it("from revision 1 on a fresh store (etcd's first revision): every event", () => {
+    const f = new Fixture();
+    const id = f.watch({ key: b("a"), rangeEnd: b("z"), startRevision: rev(1) });
+    expect(f.hub.status(id)?.state).toBe("unsynced");
+    f.put("a"); // 2
+    f.put("b"); // 3
+    expect(f.drain(id)).toEqual([
+      "watch 0 rev=1 created",
+      'watch 0 rev=3 [put "a" rev=2 create=2 ver=1 lease=0 "v"; put "b" rev=3 create=3 ver=1 lease=0 "v"]',
+    ]);
+    expect(f.hub.status(id)?.state).toBe("synced");
   });
 
   it("from exactly the compacted revision works (eventsSince's rule)", () => {
     const f = new Fixture();
     for (let i = 0; i < 4; i++) f.put("a");
-    expect(f.store.compact(rev(3)).ok).toBe(true);
-    const id = f.watch({ key: b("a"), startRevision: rev(3) });
-    expect(f.drainEvents(id)).toEqual(["put a@3", "put a@4"]);
+    expect(f.store.compact(rev(4)).ok).toBe(true);
+    const id = f.watch({ key: b("a"), startRevision: rev(4) });
+    expect(f.drainEvents(id)).toEqual(["put a@4", "put a@5"]);
   });
 
   it("from below the compacted revision: created, then canceled with the compact revision", () => {
     const f = new Fixture();
     for (let i = 0; i < 4; i++) f.put("a");
-    expect(f.store.compact(rev(3)).ok).toBe(true);
-    const id = f.watch({ key: b("a"), startRevision: rev(2) });
+    expect(f.store.compact(rev(4)).ok).toBe(true);
+    const id = f.watch({ key: b("a"), startRevision: rev(3) });
     expect(f.hub.status(id)?.state).toBe("canceled");
     f.put("a");
-    expect(f.drain(id)).toEqual(["watch 0 rev=4 created", "watch 0 rev=4 canceled compact=3"]);
+    expect(f.drain(id)).toEqual(["watch 0 rev=5 created", "watch 0 rev=5 canceled compact=4"]);
     expect(f.hub.status(id)).toBeUndefined();
     expect(f.hub.watcherCount()).toBe(0);
   });
@@ -126,10 +139,10 @@ describe("creating a watch", () => {
   it("from a future revision: nothing until that revision", () => {
     const f = new Fixture();
     f.put("a");
-    const id = f.watch({ key: b("a"), startRevision: rev(3) });
-    f.put("a"); // 2
+    const id = f.watch({ key: b("a"), startRevision: rev(4) });
     f.put("a"); // 3
-    expect(f.drainEvents(id)).toEqual(["put a@3"]);
+    f.put("a"); // 4
+    expect(f.drainEvents(id)).toEqual(["put a@4"]);
   });
 
   it("validates: empty range, negative start, too many watchers", () => {
@@ -163,30 +176,30 @@ describe("matching", () => {
   }
 
   it("one key", () => {
-    expect(seen({ key: b("ab") })).toEqual(["put ab@2"]);
+    expect(seen({ key: b("ab") })).toEqual(["put ab@3"]);
   });
   it("a range [key, rangeEnd)", () => {
-    expect(seen({ key: b("ab"), rangeEnd: b("b") })).toEqual(["put ab@2", "put abc@3"]);
+    expect(seen({ key: b("ab"), rangeEnd: b("b") })).toEqual(["put ab@3", "put abc@4"]);
   });
   it("a prefix", () => {
-    expect(seen({ key: b("a"), rangeEnd: prefixEnd(b("a")) })).toEqual(["put a@1", "put ab@2", "put abc@3"]);
+    expect(seen({ key: b("a"), rangeEnd: prefixEnd(b("a")) })).toEqual(["put a@2", "put ab@3", "put abc@4"]);
   });
   it("from a key (range end \\0)", () => {
-    expect(seen({ key: b("b"), rangeEnd: RANGE_END_TO_END })).toEqual(["put b@4", "put c@5"]);
+    expect(seen({ key: b("b"), rangeEnd: RANGE_END_TO_END })).toEqual(["put b@5", "put c@6"]);
   });
   it("every key: key \\0, range end \\0; an empty key with range end \\0 means the same", () => {
-    const all = ["put a@1", "put ab@2", "put abc@3", "put b@4", "put c@5", "put \\0@6"].sort();
+    const all = ["put a@2", "put ab@3", "put abc@4", "put b@5", "put c@6", "put \\0@7"].sort();
     expect(seen({ key: Uint8Array.of(0), rangeEnd: RANGE_END_TO_END }).sort()).toEqual(all);
     expect(seen({ key: new Uint8Array(0), rangeEnd: RANGE_END_TO_END }).sort()).toEqual(all);
   });
   it("an empty key alone watches the key \\0 (etcd: the smallest key)", () => {
-    expect(seen({ key: new Uint8Array(0) })).toEqual(["put \\0@6"]);
+    expect(seen({ key: new Uint8Array(0) })).toEqual(["put \\0@7"]);
   });
   it("matching is the same from history as live", () => {
     const f = new Fixture();
     for (const k of ["a", "ab", "abc", "b", "c"]) f.put(k);
-    const id = f.watch({ key: b("a"), rangeEnd: prefixEnd(b("a")), startRevision: rev(1) });
-    expect(f.drainEvents(id)).toEqual(["put a@1", "put ab@2", "put abc@3"]);
+    const id = f.watch({ key: b("a"), rangeEnd: prefixEnd(b("a")), startRevision: rev(2) });
+    expect(f.drainEvents(id)).toEqual(["put a@2", "put ab@3", "put abc@4"]);
   });
 });
 
@@ -196,15 +209,15 @@ describe("options", () => {
     f.put("a", "1");
     const plain = f.watch({ key: b("a") });
     const withPrev = f.watch({ key: b("a"), prevKv: true });
-    const pastWithPrev = f.watch({ key: b("a"), prevKv: true, startRevision: rev(1) });
+    const pastWithPrev = f.watch({ key: b("a"), prevKv: true, startRevision: rev(2) });
     f.put("a", "2");
     f.del("a");
     const [p, w, h] = [plain, withPrev, pastWithPrev].map((id) =>
       f.hub.drain(id, 10).flatMap((r) => r.events),
     );
     expect(p!.map((ev) => ev.prevKv)).toEqual([undefined, undefined]);
-    expect(w!.map((ev) => ev.prevKv?.modRevision)).toEqual([1, 2]);
-    expect(h!.map((ev) => ev.prevKv?.modRevision)).toEqual([undefined, 1, 2]);
+    expect(w!.map((ev) => ev.prevKv?.modRevision)).toEqual([2, 3]);
+    expect(h!.map((ev) => ev.prevKv?.modRevision)).toEqual([undefined, 2, 3]);
     expect(w![1]!.prevKv?.value).toEqual(b("2"));
   });
 
@@ -216,11 +229,11 @@ describe("options", () => {
     f.put("a");
     f.del("a");
     f.put("a");
-    const pastNoPut = f.watch({ key: b("a"), filters: ["noPut"], startRevision: rev(1) });
-    expect(f.drainEvents(noPut)).toEqual(["del a@2"]);
-    expect(f.drainEvents(noDelete)).toEqual(["put a@1", "put a@3"]);
+    const pastNoPut = f.watch({ key: b("a"), filters: ["noPut"], startRevision: rev(2) });
+    expect(f.drainEvents(noPut)).toEqual(["del a@3"]);
+    expect(f.drainEvents(noDelete)).toEqual(["put a@2", "put a@4"]);
     expect(f.drainEvents(both)).toEqual([]);
-    expect(f.drainEvents(pastNoPut)).toEqual(["del a@2"]);
+    expect(f.drainEvents(pastNoPut)).toEqual(["del a@3"]);
   });
 });
 
@@ -229,14 +242,14 @@ describe("cancel and close", () => {
     const f = new Fixture();
     const early = f.watch({ key: b("a") });
     f.hub.cancel(early);
-    expect(f.drain(early)).toEqual(["watch 0 rev=0 created", "watch 0 rev=0 canceled"]);
+    expect(f.drain(early)).toEqual(["watch 0 rev=1 created", "watch 0 rev=1 canceled"]);
     const id = f.watch({ key: b("a") });
     f.drain(id);
     f.put("a");
     expect(f.hub.cancel(id, "bye")).toBe(true);
     expect(f.hub.cancel(id)).toBe(false);
     f.put("a");
-    expect(f.drain(id)).toEqual(['watch 1 rev=1 canceled reason="bye"']);
+    expect(f.drain(id)).toEqual(['watch 1 rev=2 canceled reason="bye"']);
     expect(f.hub.status(id)).toBeUndefined();
     expect(f.hub.cancel(id)).toBe(false);
     expect(f.drain(id)).toEqual([]);
@@ -259,29 +272,29 @@ describe("progress notifications", () => {
     const quiet = f.watch({ key: b("a") });
     f.drain(notify);
     f.drain(quiet);
-    f.put("b"); // 1: not theirs
+    f.put("b"); // 2: not theirs
     f.hub.progress();
-    f.put("a"); // 2
+    f.put("a"); // 3
     f.hub.progress();
-    f.put("b"); // 3
+    f.put("b"); // 4
     f.hub.progress();
     f.hub.progress();
     expect(f.drain(notify)).toEqual([
-      "watch 0 rev=1 progress",
-      'watch 0 rev=2 [put "a" rev=2 create=2 ver=1 lease=0 "v"]',
-      "watch 0 rev=3 progress",
+      "watch 0 rev=2 progress",
+      'watch 0 rev=3 [put "a" rev=3 create=3 ver=1 lease=0 "v"]',
+      "watch 0 rev=4 progress",
     ]);
-    expect(f.drain(quiet)).toEqual(['watch 1 rev=2 [put "a" rev=2 create=2 ver=1 lease=0 "v"]']);
+    expect(f.drain(quiet)).toEqual(['watch 1 rev=3 [put "a" rev=3 create=3 ver=1 lease=0 "v"]']);
   });
 
   it("progress() skips a watcher that is behind", () => {
     const f = new Fixture();
     f.put("a");
-    const id = f.watch({ key: b("a"), progressNotify: true, startRevision: rev(1) });
+    const id = f.watch({ key: b("a"), progressNotify: true, startRevision: rev(2) });
     f.hub.progress();
     expect(f.drain(id)).toEqual([
-      "watch 0 rev=1 created",
-      'watch 0 rev=1 [put "a" rev=1 create=1 ver=1 lease=0 "v"]',
+      "watch 0 rev=2 created",
+      'watch 0 rev=2 [put "a" rev=2 create=2 ver=1 lease=0 "v"]',
     ]);
   });
 
@@ -290,15 +303,15 @@ describe("progress notifications", () => {
     f.put("a");
     f.put("b");
     const synced = f.watch({ key: b("a") });
-    const behind = f.watch({ key: b("a"), startRevision: rev(1) });
+    const behind = f.watch({ key: b("a"), startRevision: rev(2) });
     expect(f.hub.requestProgress(synced)).toBe(true);
     expect(f.hub.requestProgress(behind)).toBe(true);
     expect(f.hub.requestProgress(watchId(99n))).toBe(false);
-    expect(f.drain(synced)).toEqual(["watch 0 rev=2 created", "watch 0 rev=2 progress"]);
+    expect(f.drain(synced)).toEqual(["watch 0 rev=3 created", "watch 0 rev=3 progress"]);
     expect(f.drain(behind)).toEqual([
-      "watch 1 rev=2 created",
-      'watch 1 rev=1 [put "a" rev=1 create=1 ver=1 lease=0 "v"]',
-      "watch 1 rev=2 progress",
+      "watch 1 rev=3 created",
+      'watch 1 rev=2 [put "a" rev=2 create=2 ver=1 lease=0 "v"]',
+      "watch 1 rev=3 progress",
     ]);
   });
 });
@@ -310,33 +323,33 @@ describe("ordering and batching", () => {
     f.putAll("c", "a", "b");
     const rs = f.hub.drain(id, 10);
     expect(rs.map((r) => [r.revision, r.events.length])).toEqual([
-      [0, 0],
-      [1, 3],
+      [1, 0],
+      [2, 3],
     ]);
-    expect(eventsOf(rs)).toEqual(["put c@1", "put a@1", "put b@1"]);
+    expect(eventsOf(rs)).toEqual(["put c@2", "put a@2", "put b@2"]);
   });
 
   it("responses hold whole revisions, at most responseEventsMax events unless one revision is bigger", () => {
     const f = new Fixture({ responseEventsMax: 3 });
     const id = f.watch({ key: b("a"), rangeEnd: b("z") });
     f.drain(id);
-    f.putAll("a", "b"); // 1
-    f.putAll("c", "d"); // 2
-    f.put("e"); // 3
-    f.putAll("f", "g", "h", "i"); // 4: bigger than the batch, alone
-    f.put("j"); // 5
+    f.putAll("a", "b"); // 2
+    f.putAll("c", "d"); // 3
+    f.put("e"); // 4
+    f.putAll("f", "g", "h", "i"); // 5: bigger than the batch, alone
+    f.put("j"); // 6
     const rs = f.hub.drain(id, 10);
-    expect(rs.map((r) => `${r.revision}:${r.events.length}`)).toEqual(["1:2", "3:3", "4:4", "5:1"]);
+    expect(rs.map((r) => `${r.revision}:${r.events.length}`)).toEqual(["2:2", "4:3", "5:4", "6:1"]);
   });
 
   it("drain hands out at most responsesMax responses and keeps the rest", () => {
     const f = new Fixture();
-    const id = f.watch({ key: b("a"), rangeEnd: b("z"), startRevision: rev(1) });
+    const id = f.watch({ key: b("a"), rangeEnd: b("z"), startRevision: rev(2) });
     f.put("a");
     f.put("b");
-    expect(f.hub.drain(id, 1).map(describeWatchResponse)).toEqual(["watch 0 rev=0 created"]);
+    expect(f.hub.drain(id, 1).map(describeWatchResponse)).toEqual(["watch 0 rev=1 created"]);
     expect(f.hub.ready()).toEqual([id]);
-    expect(f.drainEvents(id, 1)).toEqual(["put a@1", "put b@2"]);
+    expect(f.drainEvents(id, 1)).toEqual(["put a@2", "put b@3"]);
     expect(f.hub.ready()).toEqual([]);
   });
 });
@@ -354,42 +367,42 @@ describe("slow watchers", () => {
     const st = f.hub.status(slow)!;
     expect(st.state).toBe("unsynced");
     expect(st.queuedEvents).toBe(3);
-    expect(st.nextRevision).toBe(4);
+    expect(st.nextRevision).toBe(5);
     expect(f.hub.overflows()).toBe(1);
-    // The queued three, then revisions 4.. from history in bounded reads, then live again.
+    // The queued three, then revisions 5.. from history in bounded reads, then live again.
     const slowSeen = f.drainEvents(slow);
     expect(slowSeen).toEqual(fastSeen);
     expect(slowSeen).toHaveLength(10);
     expect(f.hub.status(slow)?.state).toBe("synced");
     f.put("k9");
-    expect(f.drainEvents(slow)).toEqual(["put k9@11"]);
+    expect(f.drainEvents(slow)).toEqual(["put k9@12"]);
   });
 
   it("catching up reads at most queueEventsMax events per read, whole revisions", () => {
     const f = new Fixture({ queueEventsMax: 2, responseEventsMax: 1 });
     for (let i = 0; i < 5; i++) f.put("a");
-    const id = f.watch({ key: b("a"), startRevision: rev(1) });
+    const id = f.watch({ key: b("a"), startRevision: rev(2) });
     f.hub.drain(id, 1); // created
-    f.hub.drain(id, 1); // reads revisions 1-2 into the queue, hands out 1
+    f.hub.drain(id, 1); // reads revisions 2-3 into the queue, hands out 2
     expect(f.hub.status(id)).toEqual({
       state: "unsynced",
-      nextRevision: 3,
+      nextRevision: 4,
       queuedEvents: 1,
       queuedResponses: 1,
     });
-    expect(f.drainEvents(id)).toEqual(["put a@2", "put a@3", "put a@4", "put a@5"]);
+    expect(f.drainEvents(id)).toEqual(["put a@3", "put a@4", "put a@5", "put a@6"]);
   });
 
   it("falls behind, history compacted past it meanwhile: queued events, then canceled with the compact revision", () => {
     const f = new Fixture({ queueEventsMax: 2 });
     const id = f.watch({ key: b("a") });
     for (let i = 0; i < 6; i++) f.put("a");
-    expect(f.hub.status(id)).toMatchObject({ state: "unsynced", nextRevision: 3, queuedEvents: 2 });
-    expect(f.store.compact(rev(5)).ok).toBe(true);
+    expect(f.hub.status(id)).toMatchObject({ state: "unsynced", nextRevision: 4, queuedEvents: 2 });
+    expect(f.store.compact(rev(6)).ok).toBe(true);
     expect(f.drain(id)).toEqual([
-      "watch 0 rev=0 created",
-      'watch 0 rev=2 [put "a" rev=1 create=1 ver=1 lease=0 "v"; put "a" rev=2 create=1 ver=2 lease=0 "v"]',
-      "watch 0 rev=6 canceled compact=5",
+      "watch 0 rev=1 created",
+      'watch 0 rev=3 [put "a" rev=2 create=2 ver=1 lease=0 "v"; put "a" rev=3 create=2 ver=2 lease=0 "v"]',
+      "watch 0 rev=7 canceled compact=6",
     ]);
     expect(f.hub.status(id)).toBeUndefined();
   });
@@ -401,7 +414,7 @@ describe("slow watchers", () => {
     expect(f.hub.status(id)).toMatchObject({ state: "synced", queuedEvents: 3 });
     f.put("d");
     expect(f.hub.status(id)?.state).toBe("unsynced");
-    expect(f.drainEvents(id)).toEqual(["put a@1", "put b@1", "put c@1", "put d@2"]);
+    expect(f.drainEvents(id)).toEqual(["put a@2", "put b@2", "put c@2", "put d@3"]);
   });
 
   it("the default queue limit is a named constant", () => {
@@ -424,6 +437,6 @@ describe("the apply-layer contract", () => {
     const f = new Fixture();
     f.put("a");
     f.del("zz"); // matched nothing: no revision, no events
-    expect(f.hub.currentRevision()).toBe(1);
+    expect(f.hub.currentRevision()).toBe(2);
   });
 });
