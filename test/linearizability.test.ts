@@ -10,7 +10,10 @@ import { describe, expect, it } from "vitest";
 import {
   checkLinearizable,
   type HistoryOp,
+  type LeaseInput,
+  type LeaseOutput,
   type LinearizabilityResult,
+  leaseModel,
   type Model,
   type RegisterInput,
   type RegisterOutput,
@@ -246,6 +249,138 @@ function inc(
 ): HistoryOp<"inc", number> {
   return { clientId, input: "inc", callTime, output: result, returnTime };
 }
+
+function op(
+  clientId: number,
+  input: RegisterInput,
+  output: RegisterOutput | undefined,
+  callTime: number,
+  returnTime: number,
+): RegisterOp {
+  return { clientId, input, callTime, output, returnTime: output === undefined ? Infinity : returnTime };
+}
+
+describe("the register model's delete and compare-and-swap", () => {
+  it("accepts a delete that reports the value it removed, then reads of absence", () => {
+    expect(
+      check([
+        write(1, "k", "a", 0, 1),
+        op(2, { kind: "delete", key: "k" }, { prev: "a" }, 2, 3),
+        read(1, "k", undefined, 4, 5),
+      ]).kind,
+    ).toBe("ok");
+  });
+
+  it("rejects a delete that claims a value the key did not hold", () => {
+    expect(
+      check([write(1, "k", "a", 0, 1), op(2, { kind: "delete", key: "k" }, { prev: "b" }, 2, 3)]).kind,
+    ).toBe("violation");
+  });
+
+  it("rejects a read of a deleted value after the delete completed", () => {
+    expect(
+      check([
+        write(1, "k", "a", 0, 1),
+        op(2, { kind: "delete", key: "k" }, { prev: "a" }, 2, 3),
+        read(1, "k", "a", 4, 5),
+      ]).kind,
+    ).toBe("violation");
+  });
+
+  it("accepts a cas that succeeds on the expected value and one that fails reporting the current", () => {
+    expect(
+      check([
+        write(1, "k", "a", 0, 1),
+        op(2, { kind: "cas", key: "k", expected: "a", value: "b" }, { succeeded: true, current: "a" }, 2, 3),
+        op(3, { kind: "cas", key: "k", expected: "a", value: "c" }, { succeeded: false, current: "b" }, 4, 5),
+        read(1, "k", "b", 6, 7),
+      ]).kind,
+    ).toBe("ok");
+  });
+
+  it("rejects two create-if-absent cas that both succeed", () => {
+    const create = (c: number, v: string, t: number) =>
+      op(
+        c,
+        { kind: "cas", key: "k", expected: undefined, value: v },
+        { succeeded: true, current: undefined },
+        t,
+        t + 1,
+      );
+    expect(check([create(1, "a", 0), create(2, "b", 2)]).kind).toBe("violation");
+  });
+
+  it("rejects a cas that failed while its expected value was there", () => {
+    expect(
+      check([
+        write(1, "k", "a", 0, 1),
+        op(2, { kind: "cas", key: "k", expected: "a", value: "b" }, { succeeded: false, current: "a" }, 2, 3),
+      ]).kind,
+    ).toBe("violation");
+  });
+
+  it("settles an unknown cas whose value was observed as a success before the observation", () => {
+    const history = [
+      write(1, "k", "a", 0, 1),
+      op(2, { kind: "cas", key: "k", expected: "a", value: "b" }, undefined, 2, 0),
+      read(1, "k", "b", 10, 11),
+      op(3, { kind: "delete", key: "k" }, { prev: "b" }, 12, 13),
+    ];
+    expect(check(history).kind).toBe("ok");
+  });
+});
+
+type LeaseOp = HistoryOp<LeaseInput, LeaseOutput>;
+
+function leaseOp(
+  input: LeaseInput,
+  output: LeaseOutput | undefined,
+  callTime: number,
+  returnTime: number,
+): LeaseOp {
+  return { clientId: 1, input, callTime, output, returnTime: output === undefined ? Infinity : returnTime };
+}
+
+describe("the lease model", () => {
+  it("accepts grant, duplicate grant refused, expiry of that incarnation, grant again", () => {
+    const history = [
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),
+      leaseOp({ kind: "grant", id: "7" }, { granted: false }, 2, 3),
+      leaseOp({ kind: "expire", id: "7", grantIndex: 5 }, { expired: true }, 4, 5),
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 9 }, 6, 7),
+      leaseOp({ kind: "revoke", id: "7" }, { found: true }, 8, 9),
+      leaseOp({ kind: "revoke", id: "7" }, { found: false }, 10, 11),
+    ];
+    expect(checkLinearizable(leaseModel, history).kind).toBe("ok");
+  });
+
+  it("rejects a grant of an id that is live", () => {
+    const history = [
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 6 }, 2, 3),
+    ];
+    expect(checkLinearizable(leaseModel, history).kind).toBe("violation");
+  });
+
+  it("does not let an expiry of an old incarnation remove a new one", () => {
+    const history = [
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),
+      leaseOp({ kind: "revoke", id: "7" }, { found: true }, 2, 3),
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 9 }, 4, 5),
+      leaseOp({ kind: "expire", id: "7", grantIndex: 5 }, { expired: true }, 6, 7),
+      leaseOp({ kind: "revoke", id: "7" }, { found: false }, 8, 9),
+    ];
+    expect(checkLinearizable(leaseModel, history).kind).toBe("violation");
+  });
+
+  it("rejects a revoke that found nothing while the lease was live", () => {
+    const history = [
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),
+      leaseOp({ kind: "revoke", id: "7" }, { found: false }, 2, 3),
+    ];
+    expect(checkLinearizable(leaseModel, history).kind).toBe("violation");
+  });
+});
 
 describe("checkLinearizable with another model", () => {
   it("accepts concurrent increments returning distinct values in either order", () => {

@@ -4,18 +4,18 @@
  */
 
 import { describe, expect, it } from "vitest";
-import type { FaultMix, RaftFactory } from "../src/sim/simulator.ts";
+import type { FaultMix, LessorFactory, RaftFactory } from "../src/sim/simulator.ts";
 import { runSeed } from "../src/sim/simulator.ts";
-import { plantedBugs } from "./support/variants.ts";
+import { plantedBugs, plantedLessorBugs } from "./support/variants.ts";
 
 /** Runs seeds from 1 until one reports a violation; returns that seed and its first violation. */
 function firstFailingSeed(
-  makeRaft: RaftFactory,
+  bug: { makeRaft?: RaftFactory; makeLessor?: LessorFactory },
   seedsMax: number,
   mix: Partial<FaultMix> = {},
 ): { seed: number; violation: string } | undefined {
   for (let seed = 1; seed <= seedsMax; seed++) {
-    const res = runSeed(seed, { makeRaft, mix });
+    const res = runSeed(seed, { ...bug, mix });
     if (res.violations.length > 0) {
       // Control: the same seed and fault mix with the correct core is clean, so the bug is the cause.
       expect(runSeed(seed, { mix }).violations).toEqual([]);
@@ -53,14 +53,14 @@ describe("simulator", () => {
 
 describe("planted bugs are caught", () => {
   it("(b) granting a vote without the log up-to-date check", () => {
-    const found = firstFailingSeed(plantedBugs.voteWithoutLogCheck, 200);
+    const found = firstFailingSeed({ makeRaft: plantedBugs.voteWithoutLogCheck }, 200);
     expect(found, "not caught within 200 seeds").toBeDefined();
     expect(found!.violation).toMatch(/leader completeness|state machine safety|durability|linearizability/);
     console.log(`voteWithoutLogCheck caught at seed ${found!.seed}: ${found!.violation.slice(0, 120)}`);
   });
 
   it("(c) answering a vote before persisting it", () => {
-    const found = firstFailingSeed(plantedBugs.voteNotPersisted, 1000);
+    const found = firstFailingSeed({ makeRaft: plantedBugs.voteNotPersisted }, 1000);
     expect(found, "not caught within 1000 seeds").toBeDefined();
     expect(found!.violation).toMatch(/election safety/);
     console.log(`voteNotPersisted caught at seed ${found!.seed}: ${found!.violation.slice(0, 120)}`);
@@ -88,9 +88,27 @@ describe("planted bugs are caught", () => {
       clients: 4,
       keys: 1,
     };
-    const found = firstFailingSeed(plantedBugs.commitPriorTerm, 1000, figure8);
+    const found = firstFailingSeed({ makeRaft: plantedBugs.commitPriorTerm }, 1000, figure8);
     expect(found, "not caught within 1000 seeds").toBeDefined();
     expect(found!.violation).toMatch(/leader completeness|state machine safety|durability|linearizability/);
     console.log(`commitPriorTerm caught at seed ${found!.seed}: ${found!.violation.slice(0, 120)}`);
+  });
+});
+
+describe("planted lease bugs are caught", () => {
+  it("(d) a follower expiring leases on its own clock", () => {
+    const found = firstFailingSeed({ makeLessor: plantedLessorBugs.followerExpires }, 200);
+    expect(found, "not caught within 200 seeds").toBeDefined();
+    expect(found!.violation).toMatch(/premature expiry|lease exclusivity/);
+    console.log(`followerExpires caught at seed ${found!.seed}: ${found!.violation.slice(0, 160)}`);
+  });
+
+  it("(e) a new leader keeping the old deadlines without extending them", () => {
+    const found = firstFailingSeed({ makeLessor: plantedLessorBugs.newLeaderKeepsOldDeadlines }, 200);
+    expect(found, "not caught within 200 seeds").toBeDefined();
+    expect(found!.violation).toMatch(/premature expiry|lease exclusivity/);
+    console.log(
+      `newLeaderKeepsOldDeadlines caught at seed ${found!.seed}: ${found!.violation.slice(0, 160)}`,
+    );
   });
 });

@@ -18,14 +18,36 @@ interface Summary {
   violations: number;
   failed: number[];
   events: number;
+  holdings: number;
+  expiries: number;
+  watchEvents: number;
+  /** Worst expiry after its lease's last keepalive + TTL, over all seeds (ms). */
+  maxExpiryLatenessMs: number;
+}
+
+function emptySummary(): Summary {
+  return {
+    seeds: 0,
+    violations: 0,
+    failed: [],
+    events: 0,
+    holdings: 0,
+    expiries: 0,
+    watchEvents: 0,
+    maxExpiryLatenessMs: Number.NEGATIVE_INFINITY,
+  };
 }
 
 function runRange(start: number, count: number, quiet: boolean): Summary {
-  const summary: Summary = { seeds: 0, violations: 0, failed: [], events: 0 };
+  const summary = emptySummary();
   for (let seed = start; seed < start + count; seed++) {
     const res = runSeed(seed);
     summary.seeds++;
     summary.events += res.stats.events;
+    summary.holdings += res.stats.holdings;
+    summary.expiries += res.stats.expiries;
+    summary.watchEvents += res.stats.watchEvents;
+    summary.maxExpiryLatenessMs = Math.max(summary.maxExpiryLatenessMs, res.stats.maxExpiryLatenessMs);
     if (res.violations.length > 0) {
       summary.violations += res.violations.length;
       summary.failed.push(seed);
@@ -35,7 +57,7 @@ function runRange(start: number, count: number, quiet: boolean): Summary {
     } else if (!quiet) {
       const s = res.stats;
       console.log(
-        `ok seed=${seed} events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown}`,
+        `ok seed=${seed} events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown} holdings=${s.holdings} expiries=${s.expiries} watch-events=${s.watchEvents}`,
       );
     }
   }
@@ -69,8 +91,16 @@ async function runParallel(start: number, count: number, jobs: number): Promise<
       violations: a.violations + b.violations,
       failed: [...a.failed, ...b.failed],
       events: a.events + b.events,
+      holdings: a.holdings + b.holdings,
+      expiries: a.expiries + b.expiries,
+      watchEvents: a.watchEvents + b.watchEvents,
+      // -Infinity crosses the IPC channel as null.
+      maxExpiryLatenessMs: Math.max(
+        a.maxExpiryLatenessMs ?? Number.NEGATIVE_INFINITY,
+        b.maxExpiryLatenessMs ?? Number.NEGATIVE_INFINITY,
+      ),
     }),
-    { seeds: 0, violations: 0, failed: [], events: 0 },
+    emptySummary(),
   );
 }
 
@@ -117,7 +147,7 @@ export async function simMain(args: readonly string[]): Promise<void> {
     for (const v of res.violations) console.log(`VIOLATION ${v}`);
     const s = res.stats;
     console.log(
-      `stats: events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown} virtual=${s.virtualMs}ms`,
+      `stats: events=${s.events} committed=${s.committed} ok=${s.opsOk} unknown=${s.opsUnknown} holdings=${s.holdings} expiries=${s.expiries} max-expiry-lateness=${s.maxExpiryLatenessMs.toFixed(1)}ms watch-events=${s.watchEvents} virtual=${s.virtualMs}ms`,
     );
     if (res.violations.length > 0) console.log(`reproduce: ${reproduceCommand(seed)}`);
     console.log(`sim: 1 seeds, ${res.violations.length} violations`);
@@ -148,6 +178,9 @@ export async function simMain(args: readonly string[]): Promise<void> {
   const secs = (performance.now() - t0) / 1000;
   console.log(
     `seeds ${start}..${start + count - 1}, ${summary.events} events, ${secs.toFixed(1)}s wall, ${jobs} jobs`,
+  );
+  console.log(
+    `leases: ${summary.holdings} holdings, ${summary.expiries} expiries, latest expiry ${summary.maxExpiryLatenessMs.toFixed(1)}ms after last keepalive + TTL; ${summary.watchEvents} watch events checked`,
   );
   if (summary.failed.length > 0) console.log(`failed seeds: ${summary.failed.join(" ")}`);
   console.log(`sim: ${summary.seeds} seeds, ${summary.violations} violations`);

@@ -397,18 +397,41 @@ function truncate(text: string, charsMax: number): string {
 // ---------------------------------------------------------------------------------------------------------
 // Register model
 
-/** Input of `registerModel`: read or write one key. */
-export type RegisterInput = { kind: "read"; key: string } | { kind: "write"; key: string; value: string };
+/**
+ * Input of `registerModel`: one key's read, write (put), delete, or compare-and-swap (an etcd txn: compare
+ * the value, or absence when `expected` is undefined, and put `value` if it holds).
+ */
+export type RegisterInput =
+  | { kind: "read"; key: string }
+  | { kind: "write"; key: string; value: string }
+  | { kind: "delete"; key: string }
+  | { kind: "cas"; key: string; expected: string | undefined; value: string };
 
-/** Output of `registerModel`: a read's value (undefined = key absent), or a write's acknowledgement. */
-export type RegisterOutput = { value: string | undefined } | { ok: true };
+/**
+ * Output of `registerModel`: a read's value (undefined = key absent); a write's acknowledgement; the value
+ * a delete removed (undefined = there was none); whether a cas succeeded and the value it found.
+ */
+export type RegisterOutput =
+  | { value: string | undefined }
+  | { ok: true }
+  | { prev: string | undefined }
+  | { succeeded: boolean; current: string | undefined };
 
 /** State of `registerModel`: the value of every present key. Never mutated; a write copies it. */
 export type RegisterState = ReadonlyMap<string, string>;
 
+function withValue(state: RegisterState, key: string, value: string | undefined): RegisterState {
+  if (state.get(key) === value) return state;
+  const next = new Map(state);
+  if (value === undefined) next.delete(key);
+  else next.set(key, value);
+  return next;
+}
+
 /**
- * A per-key read/write register over string values; every key starts absent. `partition` splits the
- * history by key (keys are independent registers), in order of each key's first appearance.
+ * A per-key register over string values with delete and compare-and-swap; every key starts absent.
+ * `partition` splits the history by key (keys are independent registers), in order of each key's first
+ * appearance.
  */
 export const registerModel: Model<RegisterState, RegisterInput, RegisterOutput> = {
   init(): RegisterState {
@@ -416,21 +439,31 @@ export const registerModel: Model<RegisterState, RegisterInput, RegisterOutput> 
   },
 
   step(state, input, output) {
+    const current = state.get(input.key);
     switch (input.kind) {
       case "read": {
         if (output === undefined) return { ok: true, state };
-        assert("value" in output, `register read recorded with a write's output: ${toJson(output)}`);
-        return { ok: output.value === state.get(input.key), state };
+        assert("value" in output, `register read recorded with another output: ${toJson(output)}`);
+        return { ok: output.value === current, state };
       }
       case "write": {
+        assert(output === undefined || "ok" in output, `register write recorded with: ${toJson(output)}`);
+        return { ok: true, state: withValue(state, input.key, input.value) };
+      }
+      case "delete": {
+        assert(output === undefined || "prev" in output, `register delete recorded with: ${toJson(output)}`);
+        if (output !== undefined && output.prev !== current) return { ok: false, state };
+        return { ok: true, state: withValue(state, input.key, undefined) };
+      }
+      case "cas": {
         assert(
-          output === undefined || "ok" in output,
-          `register write recorded with a read's output: ${toJson(output)}`,
+          output === undefined || "succeeded" in output,
+          `register cas recorded with: ${toJson(output)}`,
         );
-        if (state.get(input.key) === input.value) return { ok: true, state };
-        const next = new Map(state);
-        next.set(input.key, input.value);
-        return { ok: true, state: next };
+        const holds = current === input.expected;
+        if (output !== undefined && (output.succeeded !== holds || output.current !== current))
+          return { ok: false, state };
+        return { ok: true, state: holds ? withValue(state, input.key, input.value) : state };
       }
       default:
         return assertNever(input, "register input");
@@ -454,27 +487,46 @@ export const registerModel: Model<RegisterState, RegisterInput, RegisterOutput> 
 
   describeOp(op) {
     const { input, output } = op;
+    const key = toJson(input.key);
+    const v = (x: string | undefined) => (x === undefined ? "absent" : toJson(x));
     switch (input.kind) {
-      case "read": {
-        if (output === undefined) return `read ${toJson(input.key)} -> ?`;
-        const value = "value" in output ? output.value : undefined;
-        return `read ${toJson(input.key)} -> ${value === undefined ? "absent" : toJson(value)}`;
-      }
+      case "read":
+        return `read ${key} -> ${output === undefined ? "?" : "value" in output ? v(output.value) : "?"}`;
       case "write":
-        return `write ${toJson(input.key)}=${toJson(input.value)} -> ${output === undefined ? "?" : "ok"}`;
+        return `write ${key}=${toJson(input.value)} -> ${output === undefined ? "?" : "ok"}`;
+      case "delete":
+        return `delete ${key} -> ${output === undefined ? "?" : "prev" in output ? `prev ${v(output.prev)}` : "?"}`;
+      case "cas": {
+        const res =
+          output === undefined || !("succeeded" in output)
+            ? "?"
+            : `${output.succeeded ? "succeeded" : "failed"}, found ${v(output.current)}`;
+        return `cas ${key} ${v(input.expected)}->${toJson(input.value)} -> ${res}`;
+      }
       default:
         return assertNever(input, "register input");
     }
   },
 };
 
+/** The value an op's known output shows the register held (undefined: it shows none, or absence). */
+function observedValue(op: HistoryOp<RegisterInput, RegisterOutput>): string | undefined {
+  const out = op.output;
+  if (out === undefined) return undefined;
+  if ("value" in out) return out.value;
+  if ("prev" in out) return out.prev;
+  if ("current" in out) return out.current;
+  return undefined;
+}
+
 /**
- * Shrinks the search for one key's history, where write values are unique:
- * an unknown-outcome write whose value no read observed is equivalent to one
- * that never happened, so it is dropped; one whose value was observed must
- * have taken effect before the first observing read returned, so it becomes a
- * completed write returning then. Both are exact (no history changes verdict);
- * without them a few dozen unknown writes make the search exponential.
+ * Shrinks the search for one key's history, where written values (write and cas) are unique: an
+ * unknown-outcome write or cas whose value no op observed is equivalent to one that never happened, so it
+ * is dropped (while the register held it, no op could have run: every other op's output shows the value,
+ * or, for a write, replaces it); one whose value was observed must have taken effect before the first
+ * observing op returned, so it becomes a completed write (a successful cas) returning then. Both are exact
+ * (no history changes verdict); without them a few dozen unknown writes make the search exponential.
+ * Observations: a read's value, a delete's removed value, a cas's found value.
  */
 function settleUnknownWrites(
   ops: HistoryOp<RegisterInput, RegisterOutput>[],
@@ -482,23 +534,116 @@ function settleUnknownWrites(
   const writers = new Map<string, number>();
   const firstSeen = new Map<string, number>();
   for (const op of ops) {
-    if (op.input.kind === "write") writers.set(op.input.value, (writers.get(op.input.value) ?? 0) + 1);
-    else if (op.output !== undefined && "value" in op.output && op.output.value !== undefined) {
-      const v = op.output.value;
+    if (op.input.kind === "write" || op.input.kind === "cas")
+      writers.set(op.input.value, (writers.get(op.input.value) ?? 0) + 1);
+    const v = observedValue(op);
+    if (v !== undefined)
       firstSeen.set(v, Math.min(firstSeen.get(v) ?? Number.POSITIVE_INFINITY, op.returnTime));
-    }
   }
   const out: HistoryOp<RegisterInput, RegisterOutput>[] = [];
   for (const op of ops) {
-    if (op.input.kind !== "write" || op.output !== undefined || writers.get(op.input.value) !== 1) {
+    const input = op.input;
+    if (
+      (input.kind !== "write" && input.kind !== "cas") ||
+      op.output !== undefined ||
+      writers.get(input.value) !== 1
+    ) {
       out.push(op);
       continue;
     }
-    const seen = firstSeen.get(op.input.value);
+    const seen = firstSeen.get(input.value);
     if (seen === undefined) continue;
     // Observed before it was even called: keep it unknown so the search reports the violation.
     if (seen < op.callTime) out.push(op);
-    else out.push({ ...op, output: { ok: true }, returnTime: seen });
+    else if (input.kind === "write") out.push({ ...op, output: { ok: true }, returnTime: seen });
+    else out.push({ ...op, output: { succeeded: true, current: input.expected }, returnTime: seen });
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Lease model
+
+/**
+ * Input of `leaseModel`: a client's grant of an explicit lease id or revoke of one, or the leader's expiry
+ * of one incarnation of a lease (named by the log index of its grant, as the leaseExpire command does).
+ */
+export type LeaseInput =
+  | { kind: "grant"; id: string }
+  | { kind: "revoke"; id: string }
+  | { kind: "expire"; id: string; grantIndex: number };
+
+/** Output of `leaseModel`: a grant's incarnation or "exists"; whether a revoke found the lease. */
+export type LeaseOutput =
+  | { granted: true; grantIndex: number }
+  | { granted: false }
+  | { found: boolean }
+  | { expired: true };
+
+/** State of `leaseModel`: live lease id -> its incarnation (-1: granted by an op whose outcome is unknown). */
+export type LeaseState = ReadonlyMap<string, number>;
+
+/**
+ * Leases as the lease table exposes them to clients: a grant of a live id fails, a revoke finds the lease
+ * or not, an expiry removes the named incarnation only (an incarnation granted with an unknown outcome
+ * matches any expiry). Partitioned by lease id.
+ */
+export const leaseModel: Model<LeaseState, LeaseInput, LeaseOutput> = {
+  init(): LeaseState {
+    return new Map<string, number>();
+  },
+
+  step(state, input, output) {
+    const live = state.get(input.id);
+    const without = (): LeaseState => {
+      const next = new Map(state);
+      next.delete(input.id);
+      return next;
+    };
+    switch (input.kind) {
+      case "grant": {
+        assert(output === undefined || "granted" in output, `lease grant recorded with: ${toJson(output)}`);
+        if (output === undefined) {
+          if (live !== undefined) return { ok: true, state };
+          return { ok: true, state: new Map(state).set(input.id, -1) };
+        }
+        if (!output.granted) return { ok: live !== undefined, state };
+        if (live !== undefined) return { ok: false, state };
+        return { ok: true, state: new Map(state).set(input.id, output.grantIndex) };
+      }
+      case "revoke": {
+        assert(output === undefined || "found" in output, `lease revoke recorded with: ${toJson(output)}`);
+        if (output !== undefined && output.found !== (live !== undefined)) return { ok: false, state };
+        return { ok: true, state: live === undefined ? state : without() };
+      }
+      case "expire": {
+        if (live !== undefined && (live === input.grantIndex || live === -1))
+          return { ok: true, state: without() };
+        return { ok: true, state };
+      }
+      default:
+        return assertNever(input, "lease input");
+    }
+  },
+
+  key(state) {
+    return JSON.stringify([...state].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  },
+
+  partition(ops) {
+    const byId = new Map<string, HistoryOp<LeaseInput, LeaseOutput>[]>();
+    for (const op of ops) {
+      const group = byId.get(op.input.id);
+      if (group === undefined) byId.set(op.input.id, [op]);
+      else group.push(op);
+    }
+    return [...byId.values()];
+  },
+
+  describeOp(op) {
+    const { input, output } = op;
+    const res = output === undefined ? "?" : toJson(output);
+    if (input.kind === "expire") return `expire ${input.id}@${input.grantIndex} -> ${res}`;
+    return `${input.kind} ${input.id} -> ${res}`;
+  },
+};

@@ -263,10 +263,7 @@ export class Lessor {
     const seeded: Tracked[] = [];
     for (const id of table.ids()) {
       const info = table.get(id)!;
-      const ttlMs = info.ttlSeconds * 1000;
-      const remainingMs = info.remainingTtlSeconds * 1000;
-      const deadlineMs = remainingMs < ttlMs ? nowMs + remainingMs : nowMs + ttlMs + this.electionTimeoutMs;
-      seeded.push(this.track(info, deadlineMs));
+      seeded.push(this.track(info, this.takeoverDeadlineMs(info, nowMs)));
     }
     seeded.sort((a, b) => a.deadlineMs - b.deadlineMs || compareIds(a.id, b.id));
     const s = this.spreadLeasesPerSecond;
@@ -278,6 +275,17 @@ export class Lessor {
       this.expiry.set(t.id, t.deadlineMs);
       this.scheduleCheckpoint(t);
     }
+  }
+
+  /**
+   * K3: the deadline a new leader gives a lease the table shows as `info`:
+   * now + R when checkpointed below its TTL, else now + L + Δ. (Protected so
+   * that the simulator's planted-bug variants can replace the rule.)
+   */
+  protected takeoverDeadlineMs(info: LeaseInfo, nowMs: number): number {
+    const ttlMs = info.ttlSeconds * 1000;
+    const remainingMs = info.remainingTtlSeconds * 1000;
+    return remainingMs < ttlMs ? nowMs + remainingMs : nowMs + ttlMs + this.electionTimeoutMs;
   }
 
   /** Drops every lease duty (leadership lost). */

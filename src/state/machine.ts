@@ -53,6 +53,8 @@ import type { SessionOptions, SessionSnapshotEntry } from "./session.ts";
 import { SessionTable } from "./session.ts";
 import type { KeyValue, KvEvent, LeaseId, Revision } from "./types.ts";
 import { leaseId } from "./types.ts";
+import type { WatchHubOptions } from "./watch.ts";
+import { WatchHub } from "./watch.ts";
 
 /** etcd ResponseHeader, the replicated part: the store's revision after the command. */
 export interface ResponseHeader {
@@ -264,6 +266,15 @@ export class StateMachine {
   /** The replicated part of etcd LeaseTimeToLive; the remaining TTL comes from the leader's Lessor. */
   leaseTimeToLive(id: LeaseId, options: { readonly keys: boolean }): LeaseTimeToLiveInfo | undefined {
     return this.leases.timeToLive(id, options);
+  }
+
+  /**
+   * A watch hub over this machine's key space. Feed it every applied write:
+   * `hub.onWrite(result.events, machine.currentRevision())` after each apply.
+   * A restored machine is a new key space: make a new hub.
+   */
+  createWatchHub(options: WatchHubOptions = {}): WatchHub {
+    return new WatchHub(this.mvcc, options);
   }
 
   /** The lease table, for Lessor.becomeLeader only: never mutate it. */
