@@ -631,6 +631,49 @@ export class LeaseClient extends SimClient {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/**
+ * Grants `count` leases of one TTL as fast as the cluster takes them (waves of concurrent grants, no
+ * session: their order does not matter and the network of such a run does not duplicate) and never
+ * renews them: they all fall due together, which the bounded-expiry accounting then measures.
+ */
+export class BulkLeaseClient extends SimClient {
+  private readonly count: number;
+  private readonly ttlSeconds: number;
+  private sent = 0;
+  granted = 0;
+
+  constructor(id: number, host: ClientHost, rng: SeededRng, count: number, ttlSeconds: number) {
+    super(id, host, rng);
+    this.count = count;
+    this.ttlSeconds = ttlSeconds;
+  }
+
+  start(): void {
+    this.after(50, () => {
+      for (let i = 0; i < BULK_WAVE; i++) this.next();
+    });
+  }
+
+  private next(): void {
+    if (this.sent >= this.count) return;
+    this.sent++;
+    const command: ClientCommand = { type: "leaseGrant", id: NO_LEASE, ttlSeconds: this.ttlSeconds };
+    this.call(
+      1000,
+      (reqId) => ({ reqId, client: this.id, kind: "cmd", command }),
+      (a) => {
+        if (a?.kind === "applied" && a.result.kind === "leaseGrant") this.granted++;
+        this.next();
+      },
+    );
+  }
+}
+
+/** Grants a bulk client keeps in flight. */
+const BULK_WAVE = 20_000;
+
+// ---------------------------------------------------------------------------------------------------------
+
 /** Watches a prefix; every response goes through the WatchChecker. Reconnects where it left off. */
 export class WatchClient extends SimClient {
   private readonly prefix: string;

@@ -51,7 +51,7 @@ import {
 } from "../state/index.ts";
 import { SafetyChecker } from "./checkers.ts";
 import type { ClientHost, SimClient } from "./clients.ts";
-import { KvClient, LeaseClient, WatchClient } from "./clients.ts";
+import { BulkLeaseClient, KvClient, LeaseClient, WatchClient } from "./clients.ts";
 import { LeaseChecker, leaseKey, WatchChecker } from "./lease-checkers.ts";
 import type { HistoryOp, LeaseInput, LeaseOutput, RegisterInput, RegisterOutput } from "./linearizability.ts";
 import { checkLinearizable, leaseModel, registerModel } from "./linearizability.ts";
@@ -112,6 +112,8 @@ export interface FaultMix {
   /** Mean gap between cutting a lease client off from every member; 0 = never. */
   readonly clientPartitionGapMs: number;
   readonly watchClients: number;
+  /** Leases one client grants at the start and never renews (all fall due together); 0 = none. */
+  readonly bulkLeases: number;
   readonly clientTimeoutMs: number;
   readonly safetyMs: number;
   readonly livenessMs: number;
@@ -185,6 +187,7 @@ export function faultMixFor(seed: number): FaultMix {
     checkpointIntervalS: r.pick([1, 300]),
     clientPartitionGapMs: r.pick([0, 0, 400]),
     watchClients: r.range(0, 2),
+    bulkLeases: 0,
     clientTimeoutMs: 400,
     safetyMs: r.range(1500, 4000),
     livenessMs: 3000,
@@ -196,7 +199,7 @@ export function describeMix(seed: number, m: FaultMix): string {
     `seed=${seed} members=${m.members} drop=${m.dropRate} dup=${m.dupRate} delay=${m.delayMinMs}-${m.delayMaxMs}ms ` +
     `partition/${m.partitionGapMs || "-"}ms crash/${m.crashGapMs || "-"}ms down<=${m.downMsMax}ms leader-bias=${m.leaderCrashBias} leader-killer=${m.newLeaderCrashRate} crash-loses-inflight=${m.crashLosesInFlight} crash-on-commit=${m.crashOnCommitRate} fsync<=${m.fsyncMsMax}ms ` +
     `compact/${m.compactEvery} transfer/${m.transferGapMs || "-"}ms conf/${m.confChangeGapMs || "-"}ms inflight=${m.inflightMax} append<=${m.appendBytesMax}B apply<=${m.applyBytesMax}B apply=${m.applyMsPerEntry}ms/entry ` +
-    `clients=${m.clients} keys=${m.keys} lease-clients=${m.leaseClients} resources=${m.resources} ttl=${m.leaseTtlSeconds.join(",")}s checkpoint/${m.checkpointIntervalS}s client-partition/${m.clientPartitionGapMs || "-"}ms watchers=${m.watchClients} ` +
+    `clients=${m.clients} keys=${m.keys} lease-clients=${m.leaseClients} resources=${m.resources} ttl=${m.leaseTtlSeconds.join(",")}s checkpoint/${m.checkpointIntervalS}s client-partition/${m.clientPartitionGapMs || "-"}ms watchers=${m.watchClients}${m.bulkLeases > 0 ? ` bulk-leases=${m.bulkLeases}` : ""} ` +
     `safety=${m.safetyMs}ms liveness=${m.livenessMs}ms rho=${m.rho}`
   );
 }
@@ -327,6 +330,10 @@ export class Simulator {
     for (let i = 0; i < m.watchClients; i++) {
       const prefix = this.clientRng.pick(["", "k", "res/"]);
       this.clients.push(new WatchClient(next++, host, this.clientRng.fork(), prefix));
+    }
+    if (m.bulkLeases > 0) {
+      const ttl = m.leaseTtlSeconds[0] ?? 1;
+      this.clients.push(new BulkLeaseClient(next++, host, this.clientRng.fork(), m.bulkLeases, ttl));
     }
     for (const c of this.clients) c.start();
     this.scheduleFaults();
