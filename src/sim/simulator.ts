@@ -39,15 +39,15 @@ import {
   NO_MEMBER,
   Raft as RaftImpl,
 } from "../raft/index.ts";
-import type { ApplyResult, ExpireItem, LessorOptions, WatchHub, WatchId } from "../state/index.ts";
+import type { ApplyResult, Command, LessorOptions, WatchId } from "../state/index.ts";
 import {
   bytesEqual,
   decodeCommand,
   encodeCommand,
   Lessor,
   prefixEnd,
+  Replica,
   revision,
-  StateMachine,
 } from "../state/index.ts";
 import { SafetyChecker } from "./checkers.ts";
 import type { ClientHost, SimClient } from "./clients.ts";
@@ -226,21 +226,15 @@ interface Member {
   up: boolean;
   incarnation: number;
   raft: Raft | undefined;
-  sm: StateMachine;
-  hub: WatchHub;
-  lessor: Lessor;
+  /** The state machine, watch hub and lessor (src/state/replica.ts), new with every incarnation. */
+  replica: Replica;
   /** The monotonic clock's origin for this incarnation (a process's clock starts anywhere). */
   clockOffset: number;
-  /** The term this member leads, and the index of its first entry of that term. */
-  leadTerm: number;
-  leadStartIndex: number;
   busy: boolean;
   /** Commands this member proposed: index -> the request and the entry data. */
   pendingWrites: Map<number, { req: ClientRequest; data: Uint8Array }>;
   readRequests: Map<string, ClientRequest>;
   pendingReads: { req: ClientRequest & { kind: "read" }; index: number }[];
-  /** Keepalives waiting for a checkpoint to commit (lessor rule K2), by lease id. */
-  waitingKeepAlives: Map<bigint, ClientRequest[]>;
   /** Watch streams: the watch request's reqId -> the client and the hub's watcher. */
   streams: Map<string, { client: number; watchId: WatchId }>;
   /** The last term in which this member was seen leading (for the leader killer). */
@@ -383,7 +377,6 @@ export class Simulator {
   /** Creates and starts a member with empty storage; a joining member knows no configuration yet. */
   private addMember(id: MemberId, initial: RaftInitialState): Member {
     const clockRate = 1 + ((this.rng.float() * 2 - 1) * this.mix.rho) / 2;
-    const sm = this.newMachine();
     const member: Member = {
       id,
       clockRate,
@@ -392,17 +385,12 @@ export class Simulator {
       up: false,
       incarnation: 0,
       raft: undefined,
-      sm,
-      hub: sm.createWatchHub(),
-      lessor: this.newLessor(),
+      replica: undefined as unknown as Replica,
       clockOffset: 0,
-      leadTerm: 0,
-      leadStartIndex: 0,
       busy: false,
       pendingWrites: new Map(),
       readRequests: new Map(),
       pendingReads: [],
-      waitingKeepAlives: new Map(),
       streams: new Map(),
       leaderTerm: 0,
       commitSeen: 0,
@@ -413,18 +401,16 @@ export class Simulator {
     return member;
   }
 
-  private newMachine(data?: Uint8Array): StateMachine {
-    const options = { minLeaseTtlSeconds: 1 };
-    return data === undefined || data.length === 0
-      ? new StateMachine(options)
-      : StateMachine.restore(data, options);
-  }
-
-  private newLessor(): Lessor {
-    return this.makeLessor({
-      electionTimeoutMs: this.mix.electionTicks * this.mix.tickMs,
-      checkpointIntervalMs: this.mix.checkpointIntervalS * 1000,
-      revokeRetryMs: 500,
+  /** A member's application layer for a new incarnation: it proposes through the member's Raft. */
+  private newReplica(member: Member): Replica {
+    return new Replica({
+      machine: { minLeaseTtlSeconds: 1 },
+      lessor: this.makeLessor({
+        electionTimeoutMs: this.mix.electionTicks * this.mix.tickMs,
+        checkpointIntervalMs: this.mix.checkpointIntervalS * 1000,
+        revokeRetryMs: 500,
+      }),
+      propose: (command) => this.proposeDuty(member, command),
     });
   }
 
@@ -486,23 +472,21 @@ export class Simulator {
         applied: d.snapshot.meta.index,
       },
     );
-    member.sm = this.newMachine(d.snapshot.data);
-    member.hub = member.sm.createWatchHub();
-    member.lessor = this.newLessor();
+    member.replica = this.newReplica(member);
+    member.replica.restore(d.snapshot.data);
     member.clockOffset = this.rng.float() * 1e6;
-    member.leadTerm = 0;
     member.commitSeen = member.raft.log.committed;
     member.busy = false;
     member.pendingWrites = new Map();
     member.readRequests = new Map();
     member.pendingReads = [];
-    member.waitingKeepAlives = new Map();
     member.streams = new Map();
     const inc = member.incarnation;
     const tick = () => {
       if (member.incarnation !== inc || !member.up) return;
       member.raft!.tick();
-      this.leaseDuties(member);
+      this.syncLeadership(member);
+      member.replica.tick(this.localNow(member));
       this.pump(member);
       this.at(this.nowMs + member.tickPeriodMs, tick);
     };
@@ -566,8 +550,7 @@ export class Simulator {
       // A new key space: the watch streams on the old one end (their clients resume elsewhere), and
       // proposals below the snapshot have an outcome this member no longer knows.
       this.breakStreams(member);
-      member.sm = this.newMachine(rd.snapshot.data);
-      member.hub = member.sm.createWatchHub();
+      member.replica.restore(rd.snapshot.data);
       for (const idx of member.pendingWrites.keys()) {
         if (idx <= rd.snapshot.meta.index) member.pendingWrites.delete(idx);
       }
@@ -597,12 +580,13 @@ export class Simulator {
       if (pending !== undefined) this.reply(member, pending.req, { reqId: pending.req.reqId, kind: "fail" });
       return;
     }
-    const res = member.sm.apply(e.index, e.data);
+    const res = member.replica.apply(e.index, e.data, this.localNow(member));
     this.observeApplied(member, e, res);
     if (pending !== undefined) {
       if (bytesEqual(pending.data, e.data)) {
         const r = res.result;
-        const grantIndex = r.kind === "leaseGrant" ? member.sm.lease(r.id)?.grantIndex : undefined;
+        const grantIndex =
+          r.kind === "leaseGrant" ? member.replica.machine.lease(r.id)?.grantIndex : undefined;
         this.reply(member, pending.req, {
           reqId: pending.req.reqId,
           kind: "applied",
@@ -616,46 +600,34 @@ export class Simulator {
     }
   }
 
-  /** Feeds an applied entry's effects to the hub, the lessor and the checkers. */
+  /** Feeds an applied entry's effects to the checkers. */
   private observeApplied(member: Member, e: Entry, res: ApplyResult): void {
-    if (res.events.length > 0) {
-      const revision = member.sm.currentRevision();
-      member.hub.onWrite(res.events, revision);
-      this.watchChecker.observeApply(member.id, revision, res.events);
-    }
-    const now = this.localNow(member);
+    if (res.events.length > 0)
+      this.watchChecker.observeApply(member.id, member.replica.machine.currentRevision(), res.events);
     for (const g of res.leaseGrants) {
-      member.lessor.onGrant(g, now);
       const key = leaseKey(g.id, g.grantIndex);
       if (!this.grantsSeen.has(key)) {
         this.grantsSeen.add(key);
         this.leaseChecker.applied(key, this.nowMs, g.ttlSeconds * 1000);
       }
     }
-    if (res.leaseRevokes.length > 0) {
-      const cmd = decodeCommand(e.data);
-      const expired = new Map<bigint, number>();
-      if (cmd.type === "leaseExpire") for (const item of cmd.leases) expired.set(item.id, item.grantIndex);
-      for (const id of res.leaseRevokes) {
-        member.lessor.onRevoke(id);
-        this.failKeepAlives(member, id);
-        const grantIndex = expired.get(id);
-        if (grantIndex === undefined) continue; // a client's revoke
-        const key = leaseKey(id, grantIndex);
-        if (this.revokesSeen.has(key)) continue;
-        this.revokesSeen.add(key);
-        this.leaseChecker.expired(key, this.nowMs);
-        const op = this.expiryOps.get(key);
-        if (op !== undefined) {
-          op.output = { expired: true };
-          op.returnTime = this.nowMs;
-          this.expiryOps.delete(key);
-        }
+    if (res.leaseRevokes.length === 0) return;
+    const cmd = decodeCommand(e.data);
+    if (cmd.type !== "leaseExpire") return; // a client's revoke
+    const expired = new Map<bigint, number>(cmd.leases.map((item) => [item.id, item.grantIndex]));
+    for (const id of res.leaseRevokes) {
+      const grantIndex = expired.get(id);
+      if (grantIndex === undefined) continue;
+      const key = leaseKey(id, grantIndex);
+      if (this.revokesSeen.has(key)) continue;
+      this.revokesSeen.add(key);
+      this.leaseChecker.expired(key, this.nowMs);
+      const op = this.expiryOps.get(key);
+      if (op !== undefined) {
+        op.output = { expired: true };
+        op.returnTime = this.nowMs;
+        this.expiryOps.delete(key);
       }
-    }
-    for (const cp of res.leaseCheckpoints) {
-      member.lessor.onCheckpointApplied(cp, now);
-      this.serveKeepAlives(member, cp.id);
     }
   }
 
@@ -667,7 +639,7 @@ export class Simulator {
         rest.push(p);
         continue;
       }
-      const r = member.sm.range({ key: encoder.encode(p.req.key) });
+      const r = member.replica.machine.range({ key: encoder.encode(p.req.key) });
       if (!r.ok) throw new Error(`sim: read of ${p.req.key} failed: ${r.error}`);
       const kv = r.kvs[0];
       this.reply(member, p.req, {
@@ -684,7 +656,7 @@ export class Simulator {
     const raft = member.raft!;
     const applied = raft.log.applied;
     if (applied - raft.log.snapshot.meta.index < this.mix.compactEvery) return;
-    raft.compact(applied, member.sm.snapshot());
+    raft.compact(applied, member.replica.machine.snapshot());
     const d = member.durable;
     d.snapshot = raft.log.snapshot;
     d.entries = d.entries.filter((e) => e.index > applied);
@@ -693,55 +665,32 @@ export class Simulator {
 
   // ---------------------------------------------------------------- lease duties
 
-  /**
-   * Keeps the lessor's role in step with Raft's: it takes up lease duties once
-   * the member leads and has applied its first entry of the term (so every
-   * entry of earlier terms), and drops them when it stops leading.
-   */
+  /** Keeps the member's lessor in step with its Raft role (Replica.syncLeadership). */
   private syncLeadership(member: Member): void {
     const raft = member.raft;
     if (raft === undefined) return;
-    const leading = raft.role === "leader";
-    if (leading && member.leadTerm !== raft.term) {
-      if (member.lessor.isLeader) this.stepDownLessor(member);
-      member.leadTerm = raft.term;
-      member.leadStartIndex = raft.log.lastIndex();
-    }
-    if (!leading && member.lessor.isLeader) this.stepDownLessor(member);
-    if (!leading) member.leadTerm = 0;
-    if (leading && !member.lessor.isLeader && raft.log.applied >= member.leadStartIndex) {
-      member.lessor.becomeLeader(this.localNow(member), member.sm.leaseTable());
+    const change = member.replica.syncLeadership(raft, this.localNow(member));
+    if (change === "tookOver") {
       this.takeoverAt = this.nowMs;
-      this.log(`member ${member.id} takes up lease duties (term ${raft.term}, ${member.lessor.size} leases)`);
-    }
-  }
-
-  private stepDownLessor(member: Member): void {
-    member.lessor.stepDown();
-    for (const id of [...member.waitingKeepAlives.keys()]) this.failKeepAlives(member, id);
-    this.log(`member ${member.id} drops lease duties`);
-  }
-
-  /** On every tick: expire what is due and write the checkpoints that are due, one proposal each. */
-  private leaseDuties(member: Member): void {
-    this.syncLeadership(member);
-    const now = this.localNow(member);
-    const due = member.lessor.due(now);
-    if (due.length > 0) this.proposeExpiry(member, due);
-    const cps = member.lessor.checkpointsDue(now);
-    if (cps.length > 0) {
-      const res = member.raft!.propose([encodeCommand({ type: "leaseCheckpoint", checkpoints: cps })]);
-      if (!res.ok) for (const cp of cps) member.lessor.onCheckpointDropped(cp);
+      this.log(
+        `member ${member.id} takes up lease duties (term ${raft.term}, ${member.replica.lessor.size} leases)`,
+      );
+    } else if (change === "steppedDown") {
+      this.log(`member ${member.id} drops lease duties`);
     }
   }
 
   /**
-   * Proposes the revocation of expired leases; a member that does not lead
-   * hands them to the one it believes leads (only a broken lessor has duties
-   * there).
+   * The replica's proposals (expiries, checkpoints). A member that does not
+   * lead hands expiries to the one it believes leads (only a broken lessor has
+   * duties there); expiries are recorded for the lease history and the
+   * bounded-expiry check.
    */
-  private proposeExpiry(member: Member, leases: readonly ExpireItem[]): void {
-    const raft = member.raft!;
+  private proposeDuty(member: Member, command: Command): boolean {
+    const raft = member.raft;
+    if (raft === undefined) return false;
+    if (command.type !== "leaseExpire") return raft.propose([encodeCommand(command)]).ok;
+    const leases = command.leases;
     for (const item of leases) {
       const key = leaseKey(item.id, item.grantIndex);
       if (!this.expiryOps.has(key) && !this.revokesSeen.has(key)) {
@@ -759,74 +708,30 @@ export class Simulator {
     this.log(`member ${member.id} expires ${leases.map((l) => leaseKey(l.id, l.grantIndex)).join(" ")}`);
     if (raft.role !== "leader") {
       if (raft.lead !== NO_MEMBER) this.sendPacket(member.id, raft.lead, { kind: "duty", duty: { leases } });
-      return;
+      return false;
     }
     // A refused proposal (a transfer under way) is retried by the lessor after revokeRetryMs.
-    if (raft.propose([encodeCommand({ type: "leaseExpire", leases })]).ok)
+    const ok = raft.propose([encodeCommand(command)]).ok;
+    if (ok)
       for (const item of leases)
         this.leaseChecker.expiryProposed(leaseKey(item.id, item.grantIndex), this.nowMs);
+    return ok;
   }
 
   private handleKeepAlive(member: Member, req: ClientRequest & { kind: "keepAlive" }): void {
-    const raft = member.raft!;
-    this.syncLeadership(member);
-    // A leader handing over leadership stops answering: its successor's clock takes over (lessor.ts).
-    if (!member.lessor.isLeader || raft.leadTransferee !== NO_MEMBER) {
-      this.reply(member, req, { reqId: req.reqId, kind: "notLeader", leader: raft.lead });
-      return;
-    }
-    const out = member.lessor.keepAlive(req.lease, this.localNow(member));
-    switch (out.kind) {
-      case "renewed":
-        this.reply(member, req, { reqId: req.reqId, kind: "keepAlive", ttlSeconds: out.ttlSeconds });
-        return;
-      case "expired":
-      case "notFound":
-        this.reply(member, req, { reqId: req.reqId, kind: "keepAlive", ttlSeconds: 0 });
-        return;
-      case "notLeader":
-        this.reply(member, req, { reqId: req.reqId, kind: "notLeader", leader: raft.lead });
-        return;
-      case "awaitCheckpoint": {
-        if (out.propose !== undefined) {
-          const res = raft.propose([encodeCommand({ type: "leaseCheckpoint", checkpoints: [out.propose] })]);
-          if (!res.ok) {
-            member.lessor.onCheckpointDropped(out.propose);
-            this.reply(member, req, { reqId: req.reqId, kind: "fail" });
-            return;
-          }
-        }
-        const waiting = member.waitingKeepAlives.get(req.lease) ?? [];
-        waiting.push(req);
-        member.waitingKeepAlives.set(req.lease, waiting);
-        this.pump(member);
-        return;
-      }
-      default:
-        throw new Error(`sim: keepalive outcome ${JSON.stringify(out)}`);
-    }
-  }
-
-  /** A checkpoint of `id` applied: keepalives waiting for it are answered (or keep waiting). */
-  private serveKeepAlives(member: Member, id: bigint): void {
-    const waiting = member.waitingKeepAlives.get(id);
-    if (waiting === undefined) return;
-    member.waitingKeepAlives.delete(id);
-    for (const req of waiting) if (req.kind === "keepAlive") this.handleKeepAlive(member, req);
-  }
-
-  private failKeepAlives(member: Member, id: bigint): void {
-    const waiting = member.waitingKeepAlives.get(id);
-    if (waiting === undefined) return;
-    member.waitingKeepAlives.delete(id);
-    for (const req of waiting) this.reply(member, req, { reqId: req.reqId, kind: "fail" });
+    member.replica.keepAlive(member.raft!, req.lease, this.localNow(member), (a) => {
+      if (a.kind === "ttl")
+        this.reply(member, req, { reqId: req.reqId, kind: "keepAlive", ttlSeconds: a.ttlSeconds });
+      else this.reply(member, req, { reqId: req.reqId, kind: "notLeader", leader: a.leader });
+    });
+    this.pump(member);
   }
 
   // ---------------------------------------------------------------- watch streams
 
   private openStream(member: Member, req: ClientRequest & { kind: "watch" }): void {
     const key = encoder.encode(req.prefix);
-    const res = member.hub.create({
+    const res = member.replica.hub.create({
       key: req.prefix === "" ? new Uint8Array([0]) : key,
       rangeEnd: req.prefix === "" ? new Uint8Array([0]) : prefixEnd(key),
       startRevision: revision(req.startRevision),
@@ -839,10 +744,10 @@ export class Simulator {
   private drainStreams(member: Member): void {
     for (const [reqId, s] of member.streams) {
       for (;;) {
-        const responses = member.hub.drain(s.watchId, 8);
+        const responses = member.replica.hub.drain(s.watchId, 8);
         if (responses.length === 0) break;
         if (!this.sendStream(member, s.client, { reqId, kind: "watch", responses })) {
-          member.hub.close(s.watchId);
+          member.replica.hub.close(s.watchId);
           member.streams.delete(reqId);
           break;
         }
@@ -857,7 +762,7 @@ export class Simulator {
   /** Every stream of the member ends (crash, new key space); each client learns it a little later. */
   private breakStreams(member: Member): void {
     for (const [reqId, s] of member.streams) {
-      if (member.up) member.hub.close(s.watchId);
+      if (member.up) member.replica.hub.close(s.watchId);
       const c = this.clients[s.client - CLIENT_BASE];
       this.at(this.nowMs + this.mix.delayMaxMs, () => c?.onResponse({ reqId, kind: "watchBroken" }));
     }
@@ -887,7 +792,7 @@ export class Simulator {
         break;
       case "progress": {
         const s = member.streams.get(req.stream);
-        if (s !== undefined) member.hub.requestProgress(s.watchId);
+        if (s !== undefined) member.replica.hub.requestProgress(s.watchId);
         this.drainStreams(member);
         break;
       }
@@ -1197,7 +1102,7 @@ export class Simulator {
         );
       }
     }
-    const dutyHolder = this.members.find((x) => x.up && x.lessor.isLeader);
+    const dutyHolder = this.members.find((x) => x.up && x.replica.lessor.isLeader);
     if (dutyHolder === undefined)
       this.violations.push("liveness: no member holds the lease duties at the end");
     // Durability: the most advanced member applied every acknowledged write (state machine safety,
@@ -1211,8 +1116,8 @@ export class Simulator {
         `durability: acknowledged index ${this.ackedMax} but the best member applied ${applied}`,
       );
     // Bounded expiry, against the most advanced member's lease table.
-    const live = best.sm.leaseIds().map((id) => {
-      const info = best.sm.lease(id)!;
+    const live = best.replica.machine.leaseIds().map((id) => {
+      const info = best.replica.machine.lease(id)!;
       return { lease: leaseKey(id, info.grantIndex), ttlMs: info.ttlSeconds * 1000 };
     });
     const m = this.mix;

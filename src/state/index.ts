@@ -115,6 +115,8 @@ export {
   NEVER_COMPACTED,
   NO_LEASES,
 } from "./mvcc.ts";
+export type { KeepAliveAnswer, LeadershipChange, RaftView, ReplicaOptions } from "./replica.ts";
+export { Replica } from "./replica.ts";
 export type { SessionCheck, SessionOptions, SessionSnapshotEntry } from "./session.ts";
 export { DEFAULT_SESSION_IDLE_ENTRIES_MAX, DEFAULT_SESSIONS_MAX, SessionTable } from "./session.ts";
 export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
