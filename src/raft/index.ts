@@ -6,6 +6,23 @@
 
 export { AssertionError, assert, assertNever } from "./assert.ts";
 export { bootstrapState, joiningState } from "./bootstrap.ts";
+export type { CodecErrorCode } from "./codec.ts";
+export {
+  CODEC_VERSION,
+  CodecError,
+  decodeConfState,
+  decodeEntry,
+  decodeHardState,
+  decodeMessage,
+  decodeSnapshot,
+  decodeSnapshotMeta,
+  encodeConfState,
+  encodeEntry,
+  encodeHardState,
+  encodeMessage,
+  encodeSnapshot,
+  encodeSnapshotMeta,
+} from "./codec.ts";
 export { applyConfChange, decodeConfChange, encodeConfChange } from "./confchange.ts";
 export {
   describeConf,

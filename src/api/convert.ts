@@ -1,0 +1,322 @@
+/**
+ * The gateway's conversions between etcd's wire messages (as proto-loader
+ * decodes them: snake_case names, int64 as decimal strings, bytes as Buffer,
+ * enums as numbers; proto.ts) and the state layer's types, and back.
+ *
+ * Decoding validates what the state layer relies on and answers a bad request
+ * with the etcd error etcd answers (`RequestRejected`): an unknown enum value,
+ * an int64 out of range, a negative lease id, an empty key where one is
+ * required. Encoding leaves zero values out, as etcd's gogoproto does.
+ */
+
+import type {
+  CommandResult,
+  Compare,
+  CompareResult,
+  DeleteRangeRequest,
+  KeyValue,
+  KvEvent,
+  LeaseId,
+  PutRequest,
+  RangeRequest,
+  RangeResult,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+} from "../state/index.ts";
+import { leaseId, MAX_LEASE_ID, revision } from "../state/index.ts";
+import type { EtcdErrorName } from "./errors.ts";
+import type { WireMessage } from "./proto.ts";
+
+/** A request the gateway refuses before it reaches the log, with etcd's error. */
+export class RequestRejected extends Error {
+  override readonly name = "RequestRejected";
+  constructor(
+    readonly error: EtcdErrorName,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+type W = WireMessage;
+
+const SORT_ORDERS: readonly SortOrder[] = ["none", "ascend", "descend"];
+const SORT_TARGETS: readonly SortTarget[] = ["key", "version", "create", "mod", "value"];
+/** etcd Compare.CompareResult: EQUAL 0, GREATER 1, LESS 2, NOT_EQUAL 3. */
+const COMPARE_RESULTS: readonly CompareResult[] = ["equal", "greater", "less", "notEqual"];
+
+const EMPTY = new Uint8Array(0);
+
+function bytes(v: unknown): Uint8Array {
+  return v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : EMPTY;
+}
+
+/** An int64 field as a safe number (revisions, limits); out of that range is a bad request. */
+function int(v: unknown, field: string): number {
+  const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : 0;
+  if (!Number.isSafeInteger(n)) throw new RequestRejected("RequestTooLarge", `${field} out of range`);
+  return n;
+}
+
+function lease(v: unknown): LeaseId {
+  const s = typeof v === "string" ? v : typeof v === "number" ? String(v) : "0";
+  const n = BigInt(s);
+  // etcd treats lease ids as int64; a negative one names no lease it could have granted.
+  if (n < 0n || n > MAX_LEASE_ID) throw new RequestRejected("LeaseNotFound", `lease id ${s}`);
+  return leaseId(n);
+}
+
+function enumOf<T>(table: readonly T[], v: unknown, field: string): T {
+  const i = typeof v === "number" ? v : 0;
+  const out = table[i];
+  if (out === undefined) throw new RequestRejected("NotCapable", `unknown ${field} ${String(v)}`);
+  return out;
+}
+
+function optionalEnd(v: unknown): Uint8Array | undefined {
+  const b = bytes(v);
+  return b.length === 0 ? undefined : b;
+}
+
+export function rangeFromWire(w: W): RangeRequest {
+  const key = bytes(w.key);
+  if (key.length === 0) throw new RequestRejected("EmptyKey", "range without a key");
+  return {
+    key,
+    rangeEnd: optionalEnd(w.range_end),
+    limit: int(w.limit, "limit"),
+    revision: revision(int(w.revision, "revision")),
+    sortOrder: enumOf(SORT_ORDERS, w.sort_order, "sort order"),
+    sortTarget: enumOf(SORT_TARGETS, w.sort_target, "sort target"),
+    keysOnly: w.keys_only === true,
+    countOnly: w.count_only === true,
+    minModRevision: revision(int(w.min_mod_revision, "min_mod_revision")),
+    maxModRevision: revision(int(w.max_mod_revision, "max_mod_revision")),
+    minCreateRevision: revision(int(w.min_create_revision, "min_create_revision")),
+    maxCreateRevision: revision(int(w.max_create_revision, "max_create_revision")),
+  };
+}
+
+export function putFromWire(w: W): PutRequest {
+  const key = bytes(w.key);
+  if (key.length === 0) throw new RequestRejected("EmptyKey", "put without a key");
+  return {
+    key,
+    value: bytes(w.value),
+    lease: lease(w.lease),
+    prevKv: w.prev_kv === true,
+    ignoreValue: w.ignore_value === true,
+    ignoreLease: w.ignore_lease === true,
+  };
+}
+
+export function deleteFromWire(w: W): DeleteRangeRequest {
+  const key = bytes(w.key);
+  if (key.length === 0) throw new RequestRejected("EmptyKey", "delete without a key");
+  return { key, rangeEnd: optionalEnd(w.range_end), prevKv: w.prev_kv === true };
+}
+
+function compareFromWire(w: W): Compare {
+  const key = bytes(w.key);
+  const base = {
+    key,
+    rangeEnd: optionalEnd(w.range_end),
+    result: enumOf(COMPARE_RESULTS, w.result, "compare result"),
+  };
+  // etcd Compare.CompareTarget: VERSION 0, CREATE 1, MOD 2, VALUE 3, LEASE 4.
+  switch (typeof w.target === "number" ? w.target : 0) {
+    case 0:
+      return { ...base, target: "version", version: int(w.version, "version") };
+    case 1:
+      return {
+        ...base,
+        target: "create",
+        createRevision: revision(int(w.create_revision, "create_revision")),
+      };
+    case 2:
+      return { ...base, target: "mod", modRevision: revision(int(w.mod_revision, "mod_revision")) };
+    case 3:
+      return { ...base, target: "value", value: bytes(w.value) };
+    case 4:
+      return {
+        ...base,
+        target: "lease",
+        lease: leaseId(BigInt(typeof w.lease === "string" ? w.lease : "0")),
+      };
+    default:
+      throw new RequestRejected("NotCapable", `unknown compare target ${String(w.target)}`);
+  }
+}
+
+function opFromWire(w: W): RequestOp {
+  switch (w.request) {
+    case "request_range":
+      return { type: "range", request: rangeFromWireLoose(w.request_range as W) };
+    case "request_put":
+      return { type: "put", request: putFromWireLoose(w.request_put as W) };
+    case "request_delete_range":
+      return { type: "deleteRange", request: deleteFromWireLoose(w.request_delete_range as W) };
+    case "request_txn":
+      return { type: "txn", request: txnFromWire(w.request_txn as W) };
+    default:
+      throw new RequestRejected("NotCapable", "txn op without a request");
+  }
+}
+
+// Inside a txn an empty key is the state machine's to refuse (etcd checks it in the txn, with the same error).
+function rangeFromWireLoose(w: W): RangeRequest {
+  return bytes(w.key).length === 0
+    ? { ...rangeFromWire({ ...w, key: Buffer.of(0) }), key: EMPTY }
+    : rangeFromWire(w);
+}
+function putFromWireLoose(w: W): PutRequest {
+  return bytes(w.key).length === 0
+    ? { ...putFromWire({ ...w, key: Buffer.of(0) }), key: EMPTY }
+    : putFromWire(w);
+}
+function deleteFromWireLoose(w: W): DeleteRangeRequest {
+  return bytes(w.key).length === 0
+    ? { ...deleteFromWire({ ...w, key: Buffer.of(0) }), key: EMPTY }
+    : deleteFromWire(w);
+}
+
+export function txnFromWire(w: W): TxnRequest {
+  const list = (v: unknown): W[] => (Array.isArray(v) ? (v as W[]) : []);
+  return {
+    compare: list(w.compare).map(compareFromWire),
+    success: list(w.success).map(opFromWire),
+    failure: list(w.failure).map(opFromWire),
+  };
+}
+
+// ---------------------------------------------------------------- answers
+
+/** etcd ResponseHeader: cluster_id, member_id, revision, raft_term. */
+export interface HeaderSource {
+  readonly clusterId: bigint;
+  readonly memberId: number;
+  raftTerm(): number;
+}
+
+export function header(src: HeaderSource, rev: number): W {
+  return {
+    cluster_id: src.clusterId.toString(),
+    member_id: String(src.memberId),
+    revision: String(rev),
+    raft_term: String(src.raftTerm()),
+  };
+}
+
+export function kvToWire(kv: KeyValue): W {
+  const out: W = {
+    key: Buffer.from(kv.key),
+    create_revision: String(kv.createRevision),
+    mod_revision: String(kv.modRevision),
+    version: String(kv.version),
+  };
+  if (kv.value.length > 0) out.value = Buffer.from(kv.value);
+  if (kv.lease !== 0n) out.lease = kv.lease.toString();
+  return out;
+}
+
+export function eventToWire(ev: KvEvent, withPrev: boolean): W {
+  const out: W = { type: ev.type === "put" ? 0 : 1, kv: kvToWire(ev.kv) };
+  if (withPrev && ev.prevKv !== undefined) out.prev_kv = kvToWire(ev.prevKv);
+  return out;
+}
+
+export function rangeToWire(r: RangeResult & { ok: true }, h: W): W {
+  return { header: h, kvs: r.kvs.map(kvToWire), more: r.more, count: String(r.count) };
+}
+
+function responseOpToWire(op: ResponseOp, h: W): W {
+  switch (op.type) {
+    case "range":
+      return { response_range: rangeToWire({ ok: true, ...op.response }, h) };
+    case "put":
+      return { response_put: putToWire(op.response.prevKv, h) };
+    case "deleteRange":
+      return {
+        response_delete_range: {
+          header: h,
+          deleted: String(op.response.deleted),
+          prev_kvs: op.response.prevKvs.map(kvToWire),
+        },
+      };
+    case "txn":
+      return {
+        response_txn: {
+          header: h,
+          succeeded: op.response.succeeded,
+          responses: op.response.responses.map((r) => responseOpToWire(r, h)),
+        },
+      };
+  }
+}
+
+export function putToWire(prevKv: KeyValue | undefined, h: W): W {
+  return prevKv === undefined ? { header: h } : { header: h, prev_kv: kvToWire(prevKv) };
+}
+
+/** The etcd error for a failed command result (machine.ts ApplyError). */
+export function applyErrorName(result: CommandResult & { kind: "failed" }): EtcdErrorName {
+  switch (result.error) {
+    case "emptyKey":
+      return "EmptyKey";
+    case "valueProvided":
+      return "ValueProvided";
+    case "leaseProvided":
+      return "LeaseProvided";
+    case "tooManyOps":
+      return "TooManyOps";
+    case "duplicateKey":
+      return "DuplicateKey";
+    case "compacted":
+      return "Compacted";
+    case "futureRevision":
+      return "FutureRev";
+    case "keyNotFound":
+      return "KeyNotFound";
+    case "leaseNotFound":
+      return "LeaseNotFound";
+    case "leaseExists":
+      return "LeaseExist";
+    case "ttlTooLarge":
+      return "LeaseTTLTooLarge";
+  }
+}
+
+/** The wire answer for a write's result, or the etcd error to answer instead. */
+export function writeResultToWire(result: CommandResult, h: (rev: number) => W): W | EtcdErrorName {
+  switch (result.kind) {
+    case "failed":
+      return applyErrorName(result);
+    case "put":
+      return putToWire(result.prevKv, h(result.header.revision));
+    case "deleteRange":
+      return {
+        header: h(result.header.revision),
+        deleted: String(result.deleted),
+        prev_kvs: result.prevKvs.map(kvToWire),
+      };
+    case "txn": {
+      const hh = h(result.header.revision);
+      return {
+        header: hh,
+        succeeded: result.succeeded,
+        responses: result.responses.map((r) => responseOpToWire(r, hh)),
+      };
+    }
+    case "compact":
+      return { header: h(result.header.revision) };
+    case "leaseGrant":
+      return { header: h(result.header.revision), ID: result.id.toString(), TTL: String(result.ttlSeconds) };
+    case "leaseRevoke":
+      return { header: h(result.header.revision) };
+    default:
+      return "NotCapable";
+  }
+}

@@ -1,0 +1,444 @@
+/**
+ * The etcd v3 gRPC services of one member, on @grpc/grpc-js: KV, Lease, Watch,
+ * Maintenance.Status and Cluster.MemberList (the rest of Maintenance, Cluster,
+ * Auth, Lock and Election answer "not capable" until a later issue).
+ *
+ * Each handler converts the wire request (convert.ts), calls the member
+ * (src/server/member.ts) and answers etcd's response, or etcd's error from the
+ * one catalogue (errors.ts). A handler never throws past grpc-js: anything
+ * unexpected is logged and answered as an internal error.
+ *
+ * Watch streams: a stream holds its watchers (hub ids mapped to the stream's
+ * own ids, 0, 1, 2, … as etcd assigns them); after every apply the server
+ * drains the hub into every stream. When the member's state is replaced by a
+ * snapshot, the hub is new: every watch stream ends with UNAVAILABLE, and
+ * clients resume from the revision after the last they saw (clientv3 does).
+ */
+
+import type { ServerDuplexStream, ServerUnaryCall, ServiceError, sendUnaryData } from "@grpc/grpc-js";
+import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import type { MemberId } from "../raft/index.ts";
+import type { Member } from "../server/member.ts";
+import { MemberError } from "../server/member.ts";
+import type { ClientCommand, WatchFilter, WatchId } from "../state/index.ts";
+import { leaseId, MAX_LEASE_TTL_SECONDS, revision } from "../state/index.ts";
+import type { HeaderSource } from "./convert.ts";
+import {
+  deleteFromWire,
+  eventToWire,
+  header,
+  putFromWire,
+  RequestRejected,
+  rangeFromWire,
+  rangeToWire,
+  txnFromWire,
+  writeResultToWire,
+} from "./convert.ts";
+import type { EtcdErrorName } from "./errors.ts";
+import { etcdServiceError } from "./errors.ts";
+import type { WireMessage } from "./proto.ts";
+import { loadEtcdApi } from "./proto.ts";
+
+/** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
+export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+/** The API version Status reports: clients gate features on it. */
+export const REPORTED_VERSION = "3.4.0";
+
+export interface ClusterMember {
+  readonly id: number;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+}
+
+export interface ApiServerOptions {
+  readonly member: Member;
+  readonly clusterId: bigint;
+  readonly members: () => readonly ClusterMember[];
+  readonly dbSize: () => number;
+  readonly log?: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+type W = WireMessage;
+type Unary = (call: ServerUnaryCall<W, W>, callback: sendUnaryData<W>) => void;
+
+export class ApiServer {
+  private readonly grpc: Server;
+  private readonly member: Member;
+  private readonly options: ApiServerOptions;
+  private readonly hdr: HeaderSource;
+  private readonly streams = new Set<WatchStream>();
+
+  constructor(options: ApiServerOptions) {
+    this.options = options;
+    this.member = options.member;
+    this.hdr = {
+      clusterId: options.clusterId,
+      memberId: options.member.id,
+      raftTerm: () => this.member.raft.term,
+    };
+    this.grpc = new Server({
+      "grpc.max_receive_message_length": MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES,
+      "grpc.max_send_message_length": 2 ** 31 - 1,
+    });
+    const api = loadEtcdApi();
+    this.grpc.addService(api.services.KV, {
+      Range: this.unary((w) => this.range(w)),
+      Put: this.unary((w) => this.write({ type: "put", request: putFromWire(w) })),
+      DeleteRange: this.unary((w) => this.write({ type: "deleteRange", request: deleteFromWire(w) })),
+      Txn: this.unary((w) => this.write({ type: "txn", request: txnFromWire(w) })),
+      Compact: this.unary((w) =>
+        this.write({ type: "compact", revision: revision(Number(w.revision ?? 0)) }),
+      ),
+    });
+    this.grpc.addService(api.services.Lease, {
+      LeaseGrant: this.unary((w) => this.leaseGrant(w)),
+      LeaseRevoke: this.unary((w) =>
+        this.write({ type: "leaseRevoke", id: leaseId(BigInt(String(w.ID ?? "0"))) }),
+      ),
+      LeaseKeepAlive: (call: ServerDuplexStream<W, W>) => this.keepAliveStream(call),
+      LeaseTimeToLive: this.unary((w) => this.leaseTimeToLive(w)),
+      LeaseLeases: this.unary(async () => {
+        const ids = await this.member.read(true, (m) => m.leaseIds());
+        return { header: this.header(), leases: ids.map((id) => ({ ID: id.toString() })) };
+      }),
+    });
+    this.grpc.addService(api.services.Watch, {
+      Watch: (call: ServerDuplexStream<W, W>) => this.watchStream(call),
+    });
+    this.grpc.addService(api.services.Maintenance, {
+      Alarm: this.unary(async () => ({ header: this.header(), alarms: [] })),
+      Status: this.unary(async () => this.status()),
+      Defragment: this.unary(async () => ({ header: this.header() })),
+      Hash: this.notCapable(),
+      HashKV: this.notCapable(),
+      Snapshot: (call: { emit: (e: string, err: ServiceError) => void }) =>
+        call.emit("error", etcdServiceError("NotCapable")),
+      MoveLeader: this.notCapable(),
+    });
+    this.grpc.addService(api.services.Cluster, {
+      MemberAdd: this.notCapable(),
+      MemberRemove: this.notCapable(),
+      MemberUpdate: this.notCapable(),
+      MemberList: this.unary(async () => ({
+        header: this.header(),
+        members: this.options.members().map((m) => ({
+          ID: String(m.id),
+          name: m.name,
+          peerURLs: [...m.peerUrls],
+          clientURLs: [...m.clientUrls],
+        })),
+      })),
+      MemberPromote: this.notCapable(),
+    });
+    const auth = api.services.Auth;
+    const authImpl: Record<string, Unary> = {};
+    for (const name of Object.keys(auth)) authImpl[name] = this.notCapable();
+    this.grpc.addService(auth, authImpl);
+    this.member.onApplied = (restored) => this.onApplied(restored);
+  }
+
+  /** Listens on host:port (port 0: any); resolves with the port bound. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.grpc.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+        if (err !== null) reject(err);
+        else resolve(bound);
+      });
+    });
+  }
+
+  /** Ends every stream and stops accepting calls. */
+  close(): Promise<void> {
+    for (const s of this.streams) s.end(status.UNAVAILABLE, "etcdserver: server stopped");
+    return new Promise((resolve) => {
+      this.grpc.tryShutdown(() => resolve());
+      setTimeout(() => {
+        this.grpc.forceShutdown();
+        resolve();
+      }, 2_000).unref();
+    });
+  }
+
+  // ---------------------------------------------------------------- handlers
+
+  private header(rev?: number): W {
+    return header(this.hdr, rev ?? this.member.machine.currentRevision());
+  }
+
+  private unary(handler: (w: W) => Promise<W>): Unary {
+    return (call, callback) => {
+      // A conversion error thrown before the first await is an answer too.
+      Promise.resolve(call.request)
+        .then(handler)
+        .then(
+          (res) => callback(null, res),
+          (err: unknown) => callback(this.toServiceError(err)),
+        );
+    };
+  }
+
+  private notCapable(): Unary {
+    return (_call, callback) => callback(etcdServiceError("NotCapable"));
+  }
+
+  private toServiceError(err: unknown): ServiceError {
+    if (err instanceof RequestRejected) return etcdServiceError(err.error);
+    if (err instanceof ErrorAnswer) return etcdServiceError(err.etcdError);
+    if (err instanceof MemberError) {
+      const map: Record<MemberError["code"], EtcdErrorName> = {
+        noLeader: "NoLeader",
+        leaderChanged: "LeaderChanged",
+        timeout: "Timeout",
+        stopped: "Stopped",
+        tooLarge: "RequestTooLarge",
+      };
+      return etcdServiceError(map[err.code]);
+    }
+    this.options.log?.("error", `api: unexpected ${(err as Error)?.stack ?? String(err)}`);
+    const e = new Error("etcdserver: internal error") as ServiceError;
+    e.code = status.INTERNAL;
+    return e;
+  }
+
+  private async range(w: W): Promise<W> {
+    const req = rangeFromWire(w);
+    const res = await this.member.read(w.serializable !== true, (m) => m.range(req));
+    if (!res.ok)
+      throw new ErrorAnswer(
+        res.error === "compacted" ? "Compacted" : res.error === "futureRevision" ? "FutureRev" : "EmptyKey",
+      );
+    return rangeToWire(res, this.header(res.revision));
+  }
+
+  private async write(command: ClientCommand): Promise<W> {
+    const out = await this.member.write(command);
+    const answer = writeResultToWire(out.result, (rev) => this.header(rev));
+    if (typeof answer === "string") throw new ErrorAnswer(answer);
+    return answer;
+  }
+
+  private async leaseGrant(w: W): Promise<W> {
+    const ttl = Number(w.TTL ?? 0);
+    const id = BigInt(String(w.ID ?? "0"));
+    if (id < 0n) throw new ErrorAnswer("LeaseNotFound");
+    if (!Number.isSafeInteger(ttl) || ttl > MAX_LEASE_TTL_SECONDS) throw new ErrorAnswer("LeaseTTLTooLarge");
+    return this.write({ type: "leaseGrant", id: leaseId(id), ttlSeconds: Math.max(0, ttl) });
+  }
+
+  private async leaseTimeToLive(w: W): Promise<W> {
+    const id = leaseId(BigInt(String(w.ID ?? "0")));
+    const ttl = await this.member.leaseTtl(id);
+    if (ttl.remainingSeconds < 0) return { header: this.header(), ID: id.toString(), TTL: "-1" };
+    const keys =
+      w.keys === true
+        ? await this.member.read(false, (m) => m.leaseTimeToLive(id, { keys: true })?.keys ?? [])
+        : [];
+    return {
+      header: this.header(),
+      ID: id.toString(),
+      TTL: String(ttl.remainingSeconds),
+      grantedTTL: String(ttl.grantedSeconds),
+      keys: keys.map((k) => Buffer.from(k)),
+    };
+  }
+
+  private keepAliveStream(call: ServerDuplexStream<W, W>): void {
+    call.on("data", (w: W) => {
+      const id = leaseId(BigInt(String(w.ID ?? "0")));
+      this.member.keepAlive(id).then(
+        (ttl) => {
+          if (!call.cancelled && !call.destroyed)
+            call.write({ header: this.header(), ID: id.toString(), TTL: String(ttl) });
+        },
+        (err: unknown) => {
+          // grpc-js sends a stream's status only through its "error" event.
+          if (!call.destroyed) call.emit("error", this.toServiceError(err));
+        },
+      );
+    });
+    call.on("end", () => call.end());
+    call.on("error", () => {});
+  }
+
+  private watchStream(call: ServerDuplexStream<W, W>): void {
+    const stream = new WatchStream(call, this.member, (rev) => this.header(rev), this.options.log);
+    this.streams.add(stream);
+    call.on("close", () => {
+      stream.closeAll();
+      this.streams.delete(stream);
+    });
+  }
+
+  private onApplied(restored: boolean): void {
+    for (const s of this.streams) {
+      if (restored)
+        s.end(status.UNAVAILABLE, "etcdserver: member state replaced by a snapshot; resume the watch");
+      else s.drain();
+    }
+  }
+
+  private status(): W {
+    const raft = this.member.raft;
+    return {
+      header: this.header(),
+      version: REPORTED_VERSION,
+      dbSize: String(this.options.dbSize()),
+      leader: String(raft.lead as MemberId),
+      raftIndex: String(raft.log.committed),
+      raftTerm: String(raft.term),
+      raftAppliedIndex: String(raft.log.applied),
+      dbSizeInUse: String(this.options.dbSize()),
+      isLearner: false,
+    };
+  }
+}
+
+/** A handler's way to answer an etcd error. */
+class ErrorAnswer extends Error {
+  constructor(readonly etcdError: EtcdErrorName) {
+    super(etcdError);
+  }
+}
+
+const WATCH_FILTERS: readonly WatchFilter[] = ["noPut", "noDelete"];
+
+/** One Watch stream: its watchers on the member's hub, under the stream's own ids. */
+class WatchStream {
+  private readonly call: ServerDuplexStream<W, W>;
+  private readonly member: Member;
+  private readonly header: (rev: number) => W;
+  /** stream id -> hub id, and back. */
+  private readonly toHub = new Map<number, WatchId>();
+  private readonly fromHub = new Map<WatchId, { id: number; prevKv: boolean }>();
+  private nextId = 0;
+  private ended = false;
+
+  constructor(
+    call: ServerDuplexStream<W, W>,
+    member: Member,
+    header: (rev: number) => W,
+    private readonly log: ApiServerOptions["log"],
+  ) {
+    this.call = call;
+    this.member = member;
+    this.header = header;
+    call.on("data", (w: W) => this.request(w));
+    call.on("end", () => this.end(status.OK, ""));
+    call.on("error", () => {});
+  }
+
+  private request(w: W): void {
+    try {
+      if (w.request_union === "create_request") this.create(w.create_request as W);
+      else if (w.request_union === "cancel_request")
+        this.cancel(Number((w.cancel_request as W).watch_id ?? 0));
+      else if (w.request_union === "progress_request") {
+        for (const hubId of this.toHub.values()) this.member.replica.hub.requestProgress(hubId);
+      }
+      this.drain();
+    } catch (e) {
+      this.log?.("warn", `watch: bad request: ${(e as Error).message}`);
+      this.end(status.INVALID_ARGUMENT, (e as Error).message);
+    }
+  }
+
+  private create(w: W): void {
+    const hub = this.member.replica.hub;
+    const asked = Number(w.watch_id ?? 0);
+    const id = asked !== 0 ? asked : this.nextId++;
+    const filters = (Array.isArray(w.filters) ? (w.filters as number[]) : []).map((f) => {
+      const name = WATCH_FILTERS[f];
+      if (name === undefined) throw new Error(`unknown watch filter ${f}`);
+      return name;
+    });
+    const key = w.key instanceof Uint8Array ? new Uint8Array(w.key) : new Uint8Array(0);
+    const end =
+      w.range_end instanceof Uint8Array && w.range_end.length > 0 ? new Uint8Array(w.range_end) : undefined;
+    const res = hub.create({
+      key,
+      rangeEnd: end,
+      startRevision: revision(Number(w.start_revision ?? 0)),
+      filters,
+      prevKv: w.prev_kv === true,
+      progressNotify: w.progress_notify === true,
+    });
+    if (!res.ok || this.toHub.has(id)) {
+      // etcd answers a refused create with created and canceled at once.
+      const reason = !res.ok
+        ? res.error === "emptyRange"
+          ? "mvcc: watcher range is empty"
+          : res.error
+        : "watch id already exists";
+      this.write({
+        header: this.header(hub.currentRevision()),
+        watch_id: String(id),
+        created: true,
+        canceled: true,
+        cancel_reason: reason,
+      });
+      if (res.ok) hub.close(res.watchId);
+      return;
+    }
+    this.toHub.set(id, res.watchId);
+    this.fromHub.set(res.watchId, { id, prevKv: w.prev_kv === true });
+  }
+
+  private cancel(id: number): void {
+    const hubId = this.toHub.get(id);
+    if (hubId === undefined) return;
+    this.member.replica.hub.cancel(hubId);
+  }
+
+  /** Sends whatever the hub has for this stream's watchers. */
+  drain(): void {
+    if (this.ended) return;
+    const hub = this.member.replica.hub;
+    for (const [hubId, w] of this.fromHub) {
+      for (;;) {
+        const responses = hub.drain(hubId, 64);
+        if (responses.length === 0) break;
+        for (const r of responses) {
+          const out: W = { header: this.header(r.revision), watch_id: String(w.id) };
+          if (r.created) out.created = true;
+          if (r.canceled) out.canceled = true;
+          if (r.compactRevision > 0) out.compact_revision = String(r.compactRevision);
+          if (r.cancelReason !== "") out.cancel_reason = r.cancelReason;
+          if (r.events.length > 0) out.events = r.events.map((e) => eventToWire(e, w.prevKv));
+          this.write(out);
+          if (r.canceled) {
+            this.fromHub.delete(hubId);
+            this.toHub.delete(w.id);
+          }
+        }
+      }
+    }
+  }
+
+  private write(w: W): void {
+    if (!this.ended && !this.call.destroyed) this.call.write(w);
+  }
+
+  /** Forgets every watcher (the stream is gone). */
+  closeAll(): void {
+    const hub = this.member.replica.hub;
+    for (const hubId of this.fromHub.keys()) hub.close(hubId);
+    this.fromHub.clear();
+    this.toHub.clear();
+    this.ended = true;
+  }
+
+  end(code: status, details: string): void {
+    if (this.ended) return;
+    this.closeAll();
+    if (code === status.OK) this.call.end();
+    else {
+      const e = new Error(details) as ServiceError;
+      e.code = code;
+      e.details = details;
+      this.call.emit("error", e);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * What members say to each other over the peer transport: Raft messages, and
+ * the requests a follower hands to the leader because only the leader can
+ * serve them (proposals, keepalives and TTL queries are answered from the
+ * leader's lessor). Binary, little-endian, one envelope per transport payload:
+ *
+ *   u8 kind, then
+ *   RAFT          the Raft message (src/raft/codec.ts)
+ *   PROPOSE       u32 reqId, the entry data (rest)
+ *   PROPOSED      u32 reqId, u8 status (0 proposed at `index`, 1 not leader), f64 index, f64 leader
+ *   KEEPALIVE     u32 reqId, i64 lease
+ *   KEEPALIVE_ANS u32 reqId, u8 (0 ttl, 1 not leader), f64 ttl or leader
+ *   TTL           u32 reqId, i64 lease
+ *   TTL_ANS       u32 reqId, u8 (0 ok, 1 not found, 2 not leader), f64 granted, f64 remaining, f64 leader
+ *
+ * Decoding validates lengths and kinds and throws EnvelopeError; a peer that
+ * sends garbage is logged and ignored, never trusted.
+ */
+
+import type { Message } from "../raft/index.ts";
+import { decodeMessage, encodeMessage } from "../raft/index.ts";
+
+export class EnvelopeError extends Error {
+  override readonly name = "EnvelopeError";
+}
+
+export type Envelope =
+  | { readonly kind: "raft"; readonly message: Message }
+  | { readonly kind: "propose"; readonly reqId: number; readonly data: Uint8Array }
+  | {
+      readonly kind: "proposed";
+      readonly reqId: number;
+      readonly ok: boolean;
+      readonly index: number;
+      readonly leader: number;
+    }
+  | { readonly kind: "keepAlive"; readonly reqId: number; readonly lease: bigint }
+  | {
+      readonly kind: "keepAliveAnswer";
+      readonly reqId: number;
+      readonly ok: boolean;
+      /** TTL in seconds when ok, else the leader hint. */
+      readonly value: number;
+    }
+  | { readonly kind: "ttl"; readonly reqId: number; readonly lease: bigint }
+  | {
+      readonly kind: "ttlAnswer";
+      readonly reqId: number;
+      readonly status: "ok" | "notFound" | "notLeader";
+      readonly grantedSeconds: number;
+      readonly remainingSeconds: number;
+      readonly leader: number;
+    };
+
+const KIND = {
+  raft: 1,
+  propose: 2,
+  proposed: 3,
+  keepAlive: 4,
+  keepAliveAnswer: 5,
+  ttl: 6,
+  ttlAnswer: 7,
+} as const;
+
+const TTL_STATUS = ["ok", "notFound", "notLeader"] as const;
+
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  switch (e.kind) {
+    case "raft": {
+      const body = encodeMessage(e.message);
+      const out = new Uint8Array(1 + body.length);
+      out[0] = KIND.raft;
+      out.set(body, 1);
+      return out;
+    }
+    case "propose": {
+      const out = new Uint8Array(5 + e.data.length);
+      const v = view(out);
+      v.setUint8(0, KIND.propose);
+      v.setUint32(1, e.reqId, true);
+      out.set(e.data, 5);
+      return out;
+    }
+    case "proposed": {
+      const out = new Uint8Array(22);
+      const v = view(out);
+      v.setUint8(0, KIND.proposed);
+      v.setUint32(1, e.reqId, true);
+      v.setUint8(5, e.ok ? 0 : 1);
+      v.setFloat64(6, e.index, true);
+      v.setFloat64(14, e.leader, true);
+      return out;
+    }
+    case "keepAlive":
+    case "ttl": {
+      const out = new Uint8Array(13);
+      const v = view(out);
+      v.setUint8(0, KIND[e.kind]);
+      v.setUint32(1, e.reqId, true);
+      v.setBigInt64(5, e.lease, true);
+      return out;
+    }
+    case "keepAliveAnswer": {
+      const out = new Uint8Array(14);
+      const v = view(out);
+      v.setUint8(0, KIND.keepAliveAnswer);
+      v.setUint32(1, e.reqId, true);
+      v.setUint8(5, e.ok ? 0 : 1);
+      v.setFloat64(6, e.value, true);
+      return out;
+    }
+    case "ttlAnswer": {
+      const out = new Uint8Array(30);
+      const v = view(out);
+      v.setUint8(0, KIND.ttlAnswer);
+      v.setUint32(1, e.reqId, true);
+      v.setUint8(5, TTL_STATUS.indexOf(e.status));
+      v.setFloat64(6, e.grantedSeconds, true);
+      v.setFloat64(14, e.remainingSeconds, true);
+      v.setFloat64(22, e.leader, true);
+      return out;
+    }
+  }
+}
+
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  if (bytes.length === 0) throw new EnvelopeError("envelope: empty");
+  const v = view(bytes);
+  const need = (n: number, what: string) => {
+    if (bytes.length !== n) throw new EnvelopeError(`envelope: ${what} of ${bytes.length} bytes, want ${n}`);
+  };
+  switch (bytes[0]) {
+    case KIND.raft:
+      try {
+        return { kind: "raft", message: decodeMessage(bytes.subarray(1)) };
+      } catch (e) {
+        throw new EnvelopeError(`envelope: bad raft message: ${(e as Error).message}`);
+      }
+    case KIND.propose:
+      if (bytes.length < 5) throw new EnvelopeError("envelope: short propose");
+      return { kind: "propose", reqId: v.getUint32(1, true), data: bytes.slice(5) };
+    case KIND.proposed:
+      need(22, "proposed");
+      return {
+        kind: "proposed",
+        reqId: v.getUint32(1, true),
+        ok: v.getUint8(5) === 0,
+        index: v.getFloat64(6, true),
+        leader: v.getFloat64(14, true),
+      };
+    case KIND.keepAlive:
+    case KIND.ttl:
+      need(13, "lease request");
+      return {
+        kind: bytes[0] === KIND.keepAlive ? "keepAlive" : "ttl",
+        reqId: v.getUint32(1, true),
+        lease: v.getBigInt64(5, true),
+      };
+    case KIND.keepAliveAnswer:
+      need(14, "keepalive answer");
+      return {
+        kind: "keepAliveAnswer",
+        reqId: v.getUint32(1, true),
+        ok: v.getUint8(5) === 0,
+        value: v.getFloat64(6, true),
+      };
+    case KIND.ttlAnswer: {
+      need(30, "ttl answer");
+      const status = TTL_STATUS[v.getUint8(5)];
+      if (status === undefined) throw new EnvelopeError(`envelope: ttl status ${v.getUint8(5)}`);
+      return {
+        kind: "ttlAnswer",
+        reqId: v.getUint32(1, true),
+        status,
+        grantedSeconds: v.getFloat64(6, true),
+        remainingSeconds: v.getFloat64(14, true),
+        leader: v.getFloat64(22, true),
+      };
+    }
+    default:
+      throw new EnvelopeError(`envelope: unknown kind ${bytes[0]}`);
+  }
+}
+
+function view(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}

@@ -1,0 +1,519 @@
+/**
+ * The member process's core loop: it drives the Raft core with the real
+ * monotonic clock, persists through the storage port, talks to peers through
+ * the transport port, applies through the Replica (the same class the
+ * simulator runs), and offers the API layer promises for writes, reads,
+ * keepalives and lease TTLs.
+ *
+ * The loop (one Ready at a time, CONVENTIONS "Ready contract"):
+ *   1. persist snapshot, entries and hard state with ONE fsync (group commit:
+ *      everything proposed since the last Ready shares it);
+ *   2. send the messages;
+ *   3. restore the snapshot, apply committed entries, resolve the proposals
+ *      and reads they answer;
+ *   4. advance; then snapshot the state machine every `snapshotCount` entries.
+ * Inputs (ticks, peer messages, client calls) only step Raft and schedule the
+ * loop (setImmediate), so requests arriving together share one Ready.
+ *
+ * Writes: the leader proposes; a follower hands the entry data to the leader
+ * (PROPOSE) and learns the index it got. Either way the caller waits until
+ * THIS member applies that index, and is answered with the result if the
+ * entry there is the one proposed, or "leader changed" if another entry won
+ * the index (etcd answers the same). Linearizable reads use ReadIndex (which
+ * the Raft core forwards from a follower), serializable reads the local
+ * state. Keepalives and TTL queries are the leader's (its lessor's memory):
+ * a follower forwards them. Every wait has a deadline (requestTimeoutMs).
+ */
+
+import type { Entry, HardState, MemberId, RaftInitialState, Ready, Snapshot } from "../raft/index.ts";
+import { logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
+import type { ClientCommand, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
+import { bytesEqual, encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
+import type { Envelope } from "./envelope.ts";
+import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
+
+/** Durable Raft state (src/storage implements it). */
+export interface StoragePort {
+  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined): void;
+  saveSnapshot(snapshot: Snapshot): void;
+}
+
+/** Opaque payloads to peers (src/transport implements it). */
+export interface TransportPort {
+  send(to: MemberId, payload: Uint8Array): boolean;
+}
+
+export interface MemberOptions {
+  readonly id: MemberId;
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
+  readonly snapshotCount: number;
+  /** How long a client call may wait (etcd: about 7 s for writes). */
+  readonly requestTimeoutMs?: number;
+  readonly minLeaseTtlSeconds?: number;
+  readonly now?: () => number;
+  readonly log?: (level: "info" | "warn", msg: string) => void;
+}
+
+/** A client call failed; `code` names the etcd error the API layer answers with (src/api/errors.ts). */
+export class MemberError extends Error {
+  override readonly name = "MemberError";
+  constructor(
+    readonly code: "noLeader" | "leaderChanged" | "timeout" | "stopped" | "tooLarge",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WriteOutcome {
+  readonly result: CommandResult;
+  readonly index: number;
+}
+
+export interface LeaseTtl {
+  readonly grantedSeconds: number;
+  /** Seconds left, rounded down (etcd's TTL field); -1 when the lease is gone. */
+  readonly remainingSeconds: number;
+}
+
+interface Pending<T> {
+  readonly resolve: (v: T) => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
+
+export class Member {
+  readonly id: MemberId;
+  readonly raft: Raft;
+  replica: Replica;
+  private readonly storage: StoragePort;
+  private readonly transport: TransportPort;
+  private readonly options: MemberOptions;
+  private readonly now: () => number;
+  private readonly requestTimeoutMs: number;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  private scheduled = false;
+  private stopped = false;
+  /** index -> what this member proposed (or had the leader propose) there. */
+  private readonly proposals = new Map<number, { data: Uint8Array; pending: Pending<WriteOutcome> }>();
+  /** Forwarded requests waiting for the leader's answer, by reqId. */
+  private readonly forwarded = new Map<number, (e: Envelope) => void>();
+  private nextReqId = 1;
+  /** ReadIndex requests waiting for their read state, then for the apply. */
+  private readonly reads = new Map<string, Pending<void>>();
+  private readonly readsAt: { index: number; pending: Pending<void> }[] = [];
+  /** Called after every Ready that applied something or replaced the state (watch streams drain). */
+  onApplied: (restored: boolean) => void = () => {};
+  /** Called when the leader changes (API streams may want to know). */
+  onLeaderChange: (leader: MemberId) => void = () => {};
+  private lastLeader: MemberId = NO_MEMBER;
+  private snapshotIndex: number;
+
+  constructor(
+    options: MemberOptions,
+    initial: RaftInitialState,
+    storage: StoragePort,
+    transport: TransportPort,
+  ) {
+    this.id = options.id;
+    this.options = options;
+    this.storage = storage;
+    this.transport = transport;
+    this.now = options.now ?? (() => performance.now());
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const electionTicks = Math.max(2, Math.round(options.electionMs / options.heartbeatMs));
+    this.raft = new Raft(
+      {
+        id: options.id,
+        electionTicks,
+        heartbeatTicks: 1,
+        rng: { int: (n) => Math.floor(Math.random() * n) },
+      },
+      initial,
+    );
+    this.snapshotIndex = initial.snapshot.meta.index;
+    this.replica = this.newReplica();
+    this.replica.restore(initial.snapshot.data);
+  }
+
+  private newReplica(): Replica {
+    return new Replica({
+      machine: { minLeaseTtlSeconds: this.options.minLeaseTtlSeconds },
+      lessor: new Lessor({ electionTimeoutMs: this.options.electionMs }),
+      propose: (command) => this.raft.propose([encodeCommand(command)]).ok,
+    });
+  }
+
+  /** Starts ticking. */
+  start(): void {
+    this.tickTimer = setInterval(() => this.tick(), this.options.heartbeatMs);
+    this.schedule();
+  }
+
+  /** Stops ticking and fails every waiting call. Storage and transport are the caller's to close. */
+  stop(): void {
+    this.stopped = true;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    const err = () => new MemberError("stopped", "etcdserver: server stopped");
+    for (const { pending } of this.proposals.values()) settle(pending, err());
+    this.proposals.clear();
+    for (const p of this.reads.values()) settle(p, err());
+    this.reads.clear();
+    for (const r of this.readsAt.splice(0)) settle(r.pending, err());
+    for (const f of this.forwarded.values())
+      f({ kind: "proposed", reqId: 0, ok: false, index: 0, leader: 0 });
+    this.forwarded.clear();
+  }
+
+  get machine(): StateMachine {
+    return this.replica.machine;
+  }
+
+  get leader(): MemberId {
+    return this.raft.lead;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.role === "leader";
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.raft.tick();
+    this.replica.syncLeadership(this.raft, this.now());
+    this.replica.tick(this.now());
+    this.schedule();
+  }
+
+  /** A payload from peer `from` (the transport's callback). */
+  receive(from: MemberId, payload: Uint8Array): void {
+    if (this.stopped) return;
+    let e: Envelope;
+    try {
+      e = decodeEnvelope(payload);
+    } catch (err) {
+      if (err instanceof EnvelopeError) {
+        this.log("warn", `dropped a malformed message from member ${from.toString(16)}: ${err.message}`);
+        return;
+      }
+      throw err;
+    }
+    switch (e.kind) {
+      case "raft":
+        this.raft.step(e.message);
+        break;
+      case "propose": {
+        const res = this.raft.propose([e.data]);
+        this.sendTo(from, {
+          kind: "proposed",
+          reqId: e.reqId,
+          ok: res.ok,
+          index: res.ok ? res.index : 0,
+          leader: res.ok ? this.id : res.leader,
+        });
+        break;
+      }
+      case "keepAlive":
+        this.replica.keepAlive(this.raft, leaseId(e.lease), this.now(), (a) =>
+          this.sendTo(from, {
+            kind: "keepAliveAnswer",
+            reqId: e.reqId,
+            ok: a.kind === "ttl",
+            value: a.kind === "ttl" ? a.ttlSeconds : a.leader,
+          }),
+        );
+        break;
+      case "ttl":
+        this.sendTo(from, { kind: "ttlAnswer", reqId: e.reqId, ...this.localTtl(leaseId(e.lease)) });
+        break;
+      case "proposed":
+      case "keepAliveAnswer":
+      case "ttlAnswer": {
+        const answer = this.forwarded.get(e.reqId);
+        if (answer !== undefined) {
+          this.forwarded.delete(e.reqId);
+          answer(e);
+        }
+        break;
+      }
+    }
+    this.schedule();
+  }
+
+  private sendTo(to: MemberId, e: Envelope): void {
+    this.transport.send(to, encodeEnvelope(e));
+  }
+
+  // ---------------------------------------------------------------- client calls
+
+  /** Proposes `command` and resolves with its result once this member applied it. */
+  write(command: ClientCommand): Promise<WriteOutcome> {
+    const data = encodeCommand(command);
+    return new Promise<WriteOutcome>((resolve, reject) => {
+      const pending = this.pending(resolve, reject, "write");
+      const attempt = (triesLeft: number): void => {
+        if (this.stopped) return;
+        if (this.isLeader) {
+          const res = this.raft.propose([data]);
+          if (res.ok) {
+            this.proposals.set(res.index, { data, pending });
+            this.schedule();
+            return;
+          }
+          if (res.reason === "tooLarge") {
+            settle(pending, new MemberError("tooLarge", "etcdserver: request is too large"));
+            return;
+          }
+        }
+        const leader = this.raft.lead;
+        if (leader === NO_MEMBER || leader === this.id) {
+          // No leader yet (an election under way): wait a heartbeat and try again.
+          if (triesLeft <= 0) settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
+          else setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
+          return;
+        }
+        const reqId = this.nextReqId++;
+        this.forwarded.set(reqId, (e) => {
+          if (e.kind !== "proposed") return;
+          if (e.ok) this.proposals.set(e.index, { data, pending });
+          else if (triesLeft > 0) setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
+          else settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
+        });
+        this.sendTo(leader, { kind: "propose", reqId, data });
+      };
+      attempt(Math.ceil((2 * this.options.electionMs) / this.options.heartbeatMs));
+    });
+  }
+
+  /** Runs `read` on this member's state: after a ReadIndex round when linearizable, at once when not. */
+  async read<T>(linearizable: boolean, read: (m: StateMachine) => T): Promise<T> {
+    if (linearizable) await this.readBarrier();
+    return read(this.replica.machine);
+  }
+
+  private readBarrier(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const id = `r${this.nextReqId++}`;
+      this.reads.set(id, this.pending(resolve, reject, "read"));
+      this.raft.readIndex(id);
+      this.schedule();
+    });
+  }
+
+  /** A keepalive: the leader's lessor answers (TTL, 0 when the lease is gone). */
+  keepAlive(lease: LeaseId): Promise<number> {
+    return this.atLeader(
+      (answer) =>
+        this.replica.keepAlive(this.raft, lease, this.now(), (a: KeepAliveAnswer) =>
+          answer(a.kind === "ttl" ? a.ttlSeconds : undefined),
+        ),
+      (reqId) => ({ kind: "keepAlive", reqId, lease }),
+      (e) => (e.kind === "keepAliveAnswer" ? (e.ok ? e.value : undefined) : undefined),
+    );
+  }
+
+  /** The lease's granted TTL and the seconds its leader says are left. */
+  leaseTtl(lease: LeaseId): Promise<LeaseTtl> {
+    return this.atLeader<LeaseTtl>(
+      (answer) => {
+        const t = this.localTtl(lease);
+        answer(
+          t.status === "notLeader"
+            ? undefined
+            : { grantedSeconds: t.grantedSeconds, remainingSeconds: t.remainingSeconds },
+        );
+      },
+      (reqId) => ({ kind: "ttl", reqId, lease }),
+      (e) =>
+        e.kind === "ttlAnswer" && e.status !== "notLeader"
+          ? { grantedSeconds: e.grantedSeconds, remainingSeconds: e.remainingSeconds }
+          : undefined,
+    );
+  }
+
+  private localTtl(lease: LeaseId): {
+    status: "ok" | "notFound" | "notLeader";
+    grantedSeconds: number;
+    remainingSeconds: number;
+    leader: number;
+  } {
+    this.replica.syncLeadership(this.raft, this.now());
+    const info = this.replica.machine.lease(lease);
+    const r = this.replica.lessor.remainingMs(lease, this.now());
+    if (r.kind === "notLeader")
+      return { status: "notLeader", grantedSeconds: 0, remainingSeconds: 0, leader: this.raft.lead };
+    if (info === undefined || r.kind === "notFound")
+      return { status: "notFound", grantedSeconds: 0, remainingSeconds: -1, leader: this.id };
+    return {
+      status: "ok",
+      grantedSeconds: info.ttlSeconds,
+      remainingSeconds: Math.floor(r.remainingMs / 1000),
+      leader: this.id,
+    };
+  }
+
+  /**
+   * Runs `local` if this member holds the lease duties, else sends `request`
+   * to the leader; `undefined` from either means "not the leader": retried
+   * (a new leader may take a moment) until the request times out.
+   */
+  private atLeader<T>(
+    local: (answer: (v: T | undefined) => void) => void,
+    request: (reqId: number) => Envelope,
+    fromAnswer: (e: Envelope) => T | undefined,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const pending = this.pending(resolve, reject, "lease");
+      const attempt = (): void => {
+        if (this.stopped) return;
+        const retry = () => setTimeout(attempt, this.options.heartbeatMs);
+        this.replica.syncLeadership(this.raft, this.now());
+        if (this.replica.lessor.isLeader) {
+          local((v) => (v === undefined ? retry() : settle(pending, undefined, v)));
+          this.schedule();
+          return;
+        }
+        const leader = this.raft.lead;
+        if (leader === NO_MEMBER || leader === this.id) {
+          retry();
+          return;
+        }
+        const reqId = this.nextReqId++;
+        this.forwarded.set(reqId, (e) => {
+          const v = fromAnswer(e);
+          if (v === undefined) retry();
+          else settle(pending, undefined, v);
+        });
+        this.sendTo(leader, request(reqId));
+      };
+      attempt();
+    });
+  }
+
+  private pending<T>(resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
+    let done = false;
+    const p: Pending<T> = {
+      resolve: (v) => {
+        if (done) return;
+        done = true;
+        clearTimeout(p.timer);
+        resolve(v);
+      },
+      reject: (e) => {
+        if (done) return;
+        done = true;
+        clearTimeout(p.timer);
+        reject(e);
+      },
+      timer: setTimeout(
+        () => p.reject(new MemberError("timeout", `etcdserver: request timed out (${what})`)),
+        this.requestTimeoutMs,
+      ),
+    };
+    return p;
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.processReady();
+    });
+  }
+
+  private processReady(): void {
+    let appliedSomething = false;
+    let restored = false;
+    while (!this.stopped && this.raft.hasReady()) {
+      const rd = this.raft.ready();
+      this.persist(rd);
+      for (const m of rd.messages) this.sendTo(m.to, { kind: "raft", message: m });
+      if (rd.snapshot !== undefined) {
+        this.replica.restore(rd.snapshot.data);
+        this.snapshotIndex = rd.snapshot.meta.index;
+        restored = true;
+        for (const [index, p] of this.proposals) {
+          if (index <= rd.snapshot.meta.index) {
+            this.proposals.delete(index);
+            settle(p.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+          }
+        }
+      }
+      for (const e of rd.committedEntries) this.apply(e);
+      appliedSomething ||= rd.committedEntries.length > 0;
+      for (const rs of rd.readStates) {
+        const p = this.reads.get(rs.requestId);
+        if (p === undefined) continue;
+        this.reads.delete(rs.requestId);
+        if (rs.rejected) settle(p, new MemberError("leaderChanged", "etcdserver: leader changed"));
+        else this.readsAt.push({ index: rs.index, pending: p });
+      }
+      this.raft.advance(rd);
+      this.serveReads();
+      this.maybeSnapshot();
+      this.replica.syncLeadership(this.raft, this.now());
+    }
+    if (this.raft.lead !== this.lastLeader) {
+      this.lastLeader = this.raft.lead;
+      this.onLeaderChange(this.lastLeader);
+    }
+    if (appliedSomething || restored) this.onApplied(restored);
+  }
+
+  private persist(rd: Ready): void {
+    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined)
+      this.storage.save(rd.hardState, rd.entries, rd.snapshot);
+  }
+
+  private apply(e: Entry): void {
+    const mine = this.proposals.get(e.index);
+    if (mine !== undefined) this.proposals.delete(e.index);
+    if (e.kind !== "normal") {
+      if (mine !== undefined)
+        settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+      return;
+    }
+    const res = this.replica.apply(e.index, e.data, this.now());
+    if (mine === undefined) return;
+    if (bytesEqual(mine.data, e.data))
+      settle(mine.pending, undefined, { result: res.result, index: e.index });
+    else settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+  }
+
+  private serveReads(): void {
+    const applied = this.raft.log.applied;
+    for (let i = this.readsAt.length - 1; i >= 0; i--) {
+      const r = this.readsAt[i]!;
+      if (r.index <= applied) {
+        this.readsAt.splice(i, 1);
+        settle(r.pending, undefined, undefined);
+      }
+    }
+  }
+
+  private maybeSnapshot(): void {
+    const applied = this.raft.log.applied;
+    if (applied - this.snapshotIndex < this.options.snapshotCount) return;
+    this.raft.compact(logIndex(applied), this.replica.machine.snapshot());
+    this.storage.saveSnapshot(this.raft.log.snapshot);
+    this.snapshotIndex = applied;
+    this.log("info", `snapshot at index ${applied}`);
+  }
+
+  private log(level: "info" | "warn", msg: string): void {
+    this.options.log?.(level, msg);
+  }
+}
+
+function settle<T>(p: Pending<T>, err: Error | undefined, value?: T): void {
+  if (err !== undefined) p.reject(err);
+  else p.resolve(value as T);
+}
