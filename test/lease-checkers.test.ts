@@ -33,7 +33,7 @@ describe("LeaseChecker", () => {
   });
 
   it("accepts an expiry after the holder's belief ended", () => {
-    const c = new LeaseChecker();
+    const c = new LeaseChecker(100, 0.01);
     c.granted(L, 1001, 0, 990, 1000);
     c.expired(L, 1000);
     expect(c.violations).toEqual([]);
@@ -41,7 +41,7 @@ describe("LeaseChecker", () => {
   });
 
   it("reports an expiry while the holder still believed in the lease (renewed)", () => {
-    const c = new LeaseChecker();
+    const c = new LeaseChecker(100, 0.01);
     c.granted(L, 1001, 0, 990, 1000);
     c.keepAliveSent(L, 500);
     c.renewed(L, 1490);
@@ -50,7 +50,7 @@ describe("LeaseChecker", () => {
   });
 
   it("accepts an expiry right after the holder released the lease", () => {
-    const c = new LeaseChecker();
+    const c = new LeaseChecker(100, 0.01);
     c.granted(L, 1001, 0, 990, 1000);
     c.released(L, 100);
     c.expired(L, 101);
@@ -58,7 +58,7 @@ describe("LeaseChecker", () => {
   });
 
   it("reports two clients holding one resource at once, not one after the other", () => {
-    const c = new LeaseChecker();
+    const c = new LeaseChecker(100, 0.01);
     c.holdStart(1001, "res/0", "1@1", 10);
     c.holdEnd(1001, "res/0");
     c.holdStart(1002, "res/0", "2@2", 20);
@@ -69,26 +69,51 @@ describe("LeaseChecker", () => {
     );
   });
 
-  it("bounded expiry: a live lease past its bound needs an expiry proposal within the bound", () => {
+  it("bounded expiry at the end: a live lease past its bound needs a hand-out within the bound", () => {
     const bound = 1000 * 1.01 + 100 * 1.01 + EXPIRY_SLACK_MS;
     const live = [{ lease: L, ttlMs: 1000 }];
-    const inTime = new LeaseChecker();
+    const inTime = new LeaseChecker(100, 0.01);
     inTime.applied(L, 0, 1000);
-    inTime.expiryProposed(L, bound - 1);
-    inTime.checkEnd(5000, live, 0, 100, 0.01);
+    inTime.expiryHandedOut(L, bound - 1);
+    inTime.checkEnd(5000, live);
     expect(inTime.violations).toEqual([]);
 
-    const late = new LeaseChecker();
+    const late = new LeaseChecker(100, 0.01);
     late.applied(L, 0, 1000);
-    late.expiryProposed(L, bound + 1);
-    late.checkEnd(5000, live, 0, 100, 0.01);
+    late.expiryHandedOut(L, bound + 1);
+    late.checkEnd(5000, live);
     expect(late.violations[0]).toMatch(/bounded expiry: lease 7@3/);
 
-    // Measured from the final leader's takeover when that came later.
-    const takeover = new LeaseChecker();
+    // Measured from the final leader's takeover when that came later, and from the last renewal.
+    const takeover = new LeaseChecker(100, 0.01);
     takeover.applied(L, 0, 1000);
-    takeover.checkEnd(4000 + bound - 1, live, 4000, 100, 0.01);
+    takeover.tookOver(4000);
+    takeover.checkEnd(4000 + bound - 1, live);
     expect(takeover.violations).toEqual([]);
+    const renewed = new LeaseChecker(100, 0.01);
+    renewed.applied(L, 0, 1000);
+    renewed.renewedByLeader(L, 3000);
+    renewed.checkEnd(3000 + bound - 1, live);
+    expect(renewed.violations).toEqual([]);
+    renewed.checkEnd(3000 + bound + 1, live);
+    expect(renewed.violations[0]).toMatch(/bounded expiry/);
+  });
+
+  it("bounded expiry at each expiry: the first hand-out after the last renewal must come in time", () => {
+    const bound = 1000 * 1.01 + 100 * 1.01 + EXPIRY_SLACK_MS;
+    const ok = new LeaseChecker(100, 0.01);
+    ok.applied(L, 0, 1000);
+    ok.renewedByLeader(L, 500);
+    ok.expiryHandedOut(L, 400); // before the renewal: superseded
+    ok.expiryHandedOut(L, 500 + bound - 1);
+    ok.expired(L, 500 + bound + 30);
+    expect(ok.violations).toEqual([]);
+
+    const late = new LeaseChecker(100, 0.01);
+    late.applied(L, 0, 1000);
+    late.expiryHandedOut(L, bound + 700);
+    late.expired(L, bound + 720);
+    expect(late.violations[0]).toMatch(/bounded expiry: lease 7@3 \(ttl 1000ms\) handed out for revocation/);
   });
 });
 

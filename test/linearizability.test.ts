@@ -373,6 +373,15 @@ describe("the lease model", () => {
     expect(checkLinearizable(leaseModel, history).kind).toBe("violation");
   });
 
+  it("rejects an expiry that reports removing a lease already revoked", () => {
+    const history = [
+      leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),
+      leaseOp({ kind: "revoke", id: "7" }, { found: true }, 2, 3),
+      leaseOp({ kind: "expire", id: "7", grantIndex: 5 }, { expired: true }, 4, 5),
+    ];
+    expect(checkLinearizable(leaseModel, history).kind).toBe("violation");
+  });
+
   it("rejects a revoke that found nothing while the lease was live", () => {
     const history = [
       leaseOp({ kind: "grant", id: "7" }, { granted: true, grantIndex: 5 }, 0, 1),

@@ -86,4 +86,11 @@ describe("planted lease bugs are caught", () => {
       `newLeaderKeepsOldDeadlines caught at seed ${found!.seed}: ${found!.violation.slice(0, 160)}`,
     );
   });
+
+  it("(f) handing expired leases out for revocation 700 ms late", () => {
+    const found = firstFailingSeed({ makeLessor: plantedLessorBugs.expiresLate }, 200);
+    expect(found, "not caught within 200 seeds").toBeDefined();
+    expect(found!.violation).toMatch(/bounded expiry/);
+    console.log(`expiresLate caught at seed ${found!.seed}: ${found!.violation.slice(0, 160)}`);
+  });
 });

@@ -468,7 +468,17 @@ export class LeaseClient extends SimClient {
     this.command(
       this.session,
       { type: "leaseGrant", id: lease.id, ttlSeconds: lease.ttlMs / 1000 },
-      (result, answer) => this.record(input, callTime, grantOutput(result, answer?.grantIndex)),
+      (result, answer) => {
+        const output = grantOutput(result, answer?.grantIndex);
+        this.record(input, callTime, output);
+        // The lease expired meanwhile and the id was granted anew: keepalives naming the id would now
+        // renew that new incarnation, so the client lets the id go (and its resource with it).
+        if (output !== undefined && "granted" in output && output.granted && this.lease === lease) {
+          this.log(`${lease.key}: the id was granted again, letting it go`);
+          this.abandon();
+          this.after(this.rng.float() * 50, () => this.grant());
+        }
+      },
     );
   }
 

@@ -8,12 +8,13 @@
  *   sendTime + TTL·(1 − ρ) on its own clock).
  * - No premature expiry: the leader never revokes a lease (an expiry applied on
  *   any member) while its holder still believes in it.
- * - Bounded expiry: at the end of the run, every lease still live either had
- *   a keepalive sent recently, or its revocation was proposed within the
- *   documented bound (README "Lease expiry"): TTL·(1 + ρ) + election
- *   timeout·(1 + ρ) + EXPIRY_SLACK_MS after the later of its last keepalive
- *   and the final leader's takeover. (It is applied one Raft commit later;
- *   commit latency is Raft's, and the liveness phase checks Raft commits.)
+ * - Bounded expiry: the leader hands out a lease's revocation no later than
+ *   TTL·(1 + ρ) + election timeout·(1 + ρ) + EXPIRY_SLACK_MS after the later
+ *   of the lease's last renewal by a leader (its grant, or a keepalive
+ *   answered) and the takeover of the leader that hands it out (README "Lease
+ *   expiry"). Checked at every expiry, and at the end of the run for every
+ *   lease still live. (The revocation applies one Raft commit later; commit
+ *   latency is Raft's, and the liveness phase checks that Raft commits.)
  * - Watch completeness (WatchChecker): each watcher sees every event of its
  *   range in revision order, exactly once, with no revision skipped except a
  *   compacted stretch the hub announced by a cancel.
@@ -34,8 +35,10 @@ interface Belief {
   until: number;
   /** Real time of the last keepalive (or grant) sent for it. */
   lastSend: number;
-  /** Real times at which a leader proposed its expiry. */
-  readonly proposals: number[];
+  /** Real time of its last renewal by a leader: the grant applied there, or a keepalive answered. */
+  lastRenewal: number;
+  /** Real times at which a leader handed out its revocation (proposed or refused by Raft). */
+  readonly handouts: number[];
   readonly ttlMs: number;
 }
 
@@ -52,6 +55,13 @@ export function leaseKey(id: bigint, grantIndex: number): string {
 
 export class LeaseChecker {
   readonly violations: string[] = [];
+  private readonly takeovers: number[] = [];
+
+  constructor(
+    private readonly electionTimeoutMs: number,
+    private readonly rho: number,
+  ) {}
+
   private readonly beliefs = new Map<string, Belief>();
   /** Resource -> who holds it now. */
   private readonly holders = new Map<string, Holding[]>();
@@ -67,7 +77,8 @@ export class LeaseChecker {
   /** A client learned it was granted `lease` (sent at `sentAt`), believing in it until `until`. */
   granted(lease: string, owner: number, sentAt: number, until: number, ttlMs: number): void {
     const b = this.beliefs.get(lease);
-    if (b === undefined) this.beliefs.set(lease, { owner, until, lastSend: sentAt, ttlMs, proposals: [] });
+    if (b === undefined)
+      this.beliefs.set(lease, { owner, until, lastSend: sentAt, lastRenewal: sentAt, ttlMs, handouts: [] });
     else {
       b.owner = owner;
       b.until = Math.max(b.until, until);
@@ -78,7 +89,7 @@ export class LeaseChecker {
   /** A grant applied (first time anywhere): the lease exists even if its client never hears of it. */
   applied(lease: string, now: number, ttlMs: number): void {
     if (!this.beliefs.has(lease))
-      this.beliefs.set(lease, { owner: -1, until: 0, lastSend: now, ttlMs, proposals: [] });
+      this.beliefs.set(lease, { owner: -1, until: 0, lastSend: now, lastRenewal: now, ttlMs, handouts: [] });
   }
 
   keepAliveSent(lease: string, now: number): void {
@@ -97,9 +108,31 @@ export class LeaseChecker {
     if (b !== undefined) b.until = Math.min(b.until, now);
   }
 
-  /** A leader proposed to revoke `lease` as expired. */
-  expiryProposed(lease: string, now: number): void {
-    this.beliefs.get(lease)?.proposals.push(now);
+  /** A leader handed out the revocation of `lease` (its lessor found it due). */
+  expiryHandedOut(lease: string, now: number): void {
+    this.beliefs.get(lease)?.handouts.push(now);
+  }
+
+  /** A leader renewed `lease` (applied its grant, or answered a keepalive with its TTL). */
+  renewedByLeader(lease: string, now: number): void {
+    const b = this.beliefs.get(lease);
+    if (b !== undefined) b.lastRenewal = Math.max(b.lastRenewal, now);
+  }
+
+  /** A member took up the lease duties. */
+  tookOver(now: number): void {
+    this.takeovers.push(now);
+  }
+
+  private bound(ttlMs: number): number {
+    return ttlMs * (1 + this.rho) + this.electionTimeoutMs * (1 + this.rho) + EXPIRY_SLACK_MS;
+  }
+
+  /** The latest takeover at or before `t` (0: the start). */
+  private takeoverBefore(t: number): number {
+    let out = 0;
+    for (const x of this.takeovers) if (x <= t && x > out) out = x;
+    return out;
   }
 
   /** The first application of an expiry that revoked `lease`. */
@@ -113,6 +146,17 @@ export class LeaseChecker {
       );
     }
     this.maxExpiryLatenessMs = Math.max(this.maxExpiryLatenessMs, now - (b.lastSend + b.ttlMs));
+    // The first hand-out after the last renewal must come within the bound of it (or of the takeover
+    // of the leader that handed it out, when that came later).
+    const first = b.handouts.filter((t) => t >= b.lastRenewal).sort((x, y) => x - y)[0];
+    if (first !== undefined) {
+      const from = Math.max(b.lastRenewal, this.takeoverBefore(first));
+      if (first - from > this.bound(b.ttlMs)) {
+        this.fail(
+          `bounded expiry: lease ${lease} (ttl ${b.ttlMs}ms) handed out for revocation at ${first.toFixed(3)}ms, ${(first - from).toFixed(3)}ms after its last renewal or the leader's takeover (bound ${this.bound(b.ttlMs).toFixed(3)}ms)`,
+        );
+      }
+    }
     this.beliefs.delete(lease);
   }
 
@@ -140,25 +184,19 @@ export class LeaseChecker {
 
   /**
    * End of the run: each lease in `live` (the most advanced member's table)
-   * whose bound passed must have had its expiry proposed in time: the bound
-   * runs from the later of its last keepalive and `takeoverAt` (when the
-   * final leader took up lease duties).
+   * whose bound has passed since its last renewal or the final takeover must
+   * have been handed out for revocation within that bound.
    */
-  checkEnd(
-    now: number,
-    live: readonly { readonly lease: string; readonly ttlMs: number }[],
-    takeoverAt: number,
-    electionTimeoutMs: number,
-    rho: number,
-  ): void {
+  checkEnd(now: number, live: readonly { readonly lease: string; readonly ttlMs: number }[]): void {
+    const takeoverAt = this.takeoverBefore(now);
     for (const { lease, ttlMs } of live) {
       const b = this.beliefs.get(lease);
-      const from = Math.max(b?.lastSend ?? 0, takeoverAt);
-      const bound = ttlMs * (1 + rho) + electionTimeoutMs * (1 + rho) + EXPIRY_SLACK_MS;
+      const from = Math.max(b?.lastRenewal ?? 0, takeoverAt);
+      const bound = this.bound(ttlMs);
       if (now - from <= bound) continue;
-      if (b?.proposals.some((t) => t > from && t <= from + bound)) continue;
+      if (b?.handouts.some((t) => t >= from && t <= from + bound)) continue;
       this.fail(
-        `bounded expiry: lease ${lease} (ttl ${ttlMs}ms) still live at ${now.toFixed(3)}ms, ${(now - from).toFixed(3)}ms after its last keepalive or the leader's takeover, and its expiry was not proposed within ${bound.toFixed(3)}ms`,
+        `bounded expiry: lease ${lease} (ttl ${ttlMs}ms) still live at ${now.toFixed(3)}ms, ${(now - from).toFixed(3)}ms after its last renewal or the leader's takeover, and not handed out for revocation within ${bound.toFixed(3)}ms`,
       );
     }
   }

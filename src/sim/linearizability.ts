@@ -586,7 +586,8 @@ export type LeaseState = ReadonlyMap<string, number>;
 /**
  * Leases as the lease table exposes them to clients: a grant of a live id fails, a revoke finds the lease
  * or not, an expiry removes the named incarnation only (an incarnation granted with an unknown outcome
- * matches any expiry). Partitioned by lease id.
+ * matches any expiry), and one that reports removing it must find it live. Partitioned by lease id; ids
+ * with no grant in the history are left out.
  */
 export const leaseModel: Model<LeaseState, LeaseInput, LeaseOutput> = {
   init(): LeaseState {
@@ -617,9 +618,10 @@ export const leaseModel: Model<LeaseState, LeaseInput, LeaseOutput> = {
         return { ok: true, state: live === undefined ? state : without() };
       }
       case "expire": {
-        if (live !== undefined && (live === input.grantIndex || live === -1))
-          return { ok: true, state: without() };
-        return { ok: true, state };
+        const matches = live !== undefined && (live === input.grantIndex || live === -1);
+        // A known output says the expiry removed the lease: it must have been live then.
+        if (output !== undefined) return matches ? { ok: true, state: without() } : { ok: false, state };
+        return { ok: true, state: matches ? without() : state };
       }
       default:
         return assertNever(input, "lease input");
@@ -637,7 +639,8 @@ export const leaseModel: Model<LeaseState, LeaseInput, LeaseOutput> = {
       if (group === undefined) byId.set(op.input.id, [op]);
       else group.push(op);
     }
-    return [...byId.values()];
+    // A lease whose grant is not in the history (an id the table chose) has nothing to check against.
+    return [...byId.values()].filter((ops) => ops.some((op) => op.input.kind === "grant"));
   },
 
   describeOp(op) {

@@ -244,6 +244,17 @@ interface Member {
 }
 
 const CLIENT_BASE = 1000;
+/** The JSON a leaseExpire command's entry data contains (command.ts encodes `"type":"leaseExpire"`). */
+const EXPIRE_TAG = new TextEncoder().encode('"leaseExpire"');
+
+/** Whether `data` contains `tag` (a cheap filter before decoding). */
+function containsAscii(data: Uint8Array, tag: Uint8Array): boolean {
+  outer: for (let i = 0; i + tag.length <= data.length; i++) {
+    for (let j = 0; j < tag.length; j++) if (data[i + j] !== tag[j]) continue outer;
+    return true;
+  }
+  return false;
+}
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** Member ids the operator may create; client ids start above. */
@@ -273,7 +284,7 @@ export class Simulator {
   private readonly checker = new SafetyChecker();
   private readonly kvHistory: HistoryOp<RegisterInput, RegisterOutput>[] = [];
   private readonly leaseHistory: HistoryOp<LeaseInput, LeaseOutput>[] = [];
-  private readonly leaseChecker = new LeaseChecker();
+  private readonly leaseChecker: LeaseChecker;
   private readonly watchChecker = new WatchChecker();
   /** Expiries proposed: lease incarnation -> the history op waiting for its first apply. */
   private readonly expiryOps = new Map<string, HistoryOp<LeaseInput, LeaseOutput>>();
@@ -281,8 +292,6 @@ export class Simulator {
   private readonly grantsSeen = new Set<string>();
   private readonly revokesSeen = new Set<string>();
   private ackedMax = 0;
-  /** Real time at which the current lease-duty holder took over (becomeLeader). */
-  private takeoverAt = 0;
   /** Client ids cut off from every member now. */
   private readonly cutOff = new Set<number>();
   /** Each client's completed operations when the liveness phase began. */
@@ -300,6 +309,7 @@ export class Simulator {
     this.faultRng = this.rng.fork();
     this.clientRng = this.rng.fork();
     this.dropRate = this.mix.dropRate;
+    this.leaseChecker = new LeaseChecker(this.mix.electionTicks * this.mix.tickMs, this.mix.rho);
     this.dupRate = this.mix.dupRate;
     this.trace = opts.trace;
     this.makeRaft = opts.makeRaft ?? ((c, i) => new RaftImpl(c, i));
@@ -580,8 +590,9 @@ export class Simulator {
       if (pending !== undefined) this.reply(member, pending.req, { reqId: pending.req.reqId, kind: "fail" });
       return;
     }
+    const held = this.incarnationsNamed(member, e.data);
     const res = member.replica.apply(e.index, e.data, this.localNow(member));
-    this.observeApplied(member, e, res);
+    this.observeApplied(member, e, res, held);
     if (pending !== undefined) {
       if (bytesEqual(pending.data, e.data)) {
         const r = res.result;
@@ -600,8 +611,30 @@ export class Simulator {
     }
   }
 
+  /**
+   * For a leaseExpire entry: each named lease id -> the incarnation the table
+   * holds before the apply (so a table that ignored the incarnation would be
+   * judged by the belief in what it really removed).
+   */
+  private incarnationsNamed(member: Member, data: Uint8Array): Map<bigint, number> | undefined {
+    if (!containsAscii(data, EXPIRE_TAG)) return undefined;
+    const cmd = decodeCommand(data);
+    if (cmd.type !== "leaseExpire") return undefined;
+    const held = new Map<bigint, number>();
+    for (const item of cmd.leases) {
+      const info = member.replica.machine.lease(item.id);
+      if (info !== undefined) held.set(item.id, info.grantIndex);
+    }
+    return held;
+  }
+
   /** Feeds an applied entry's effects to the checkers. */
-  private observeApplied(member: Member, e: Entry, res: ApplyResult): void {
+  private observeApplied(
+    member: Member,
+    e: Entry,
+    res: ApplyResult,
+    held: Map<bigint, number> | undefined,
+  ): void {
     if (res.events.length > 0)
       this.watchChecker.observeApply(member.id, member.replica.machine.currentRevision(), res.events);
     for (const g of res.leaseGrants) {
@@ -610,13 +643,12 @@ export class Simulator {
         this.grantsSeen.add(key);
         this.leaseChecker.applied(key, this.nowMs, g.ttlSeconds * 1000);
       }
+      if (member.replica.lessor.isLeader) this.leaseChecker.renewedByLeader(key, this.nowMs);
     }
-    if (res.leaseRevokes.length === 0) return;
-    const cmd = decodeCommand(e.data);
-    if (cmd.type !== "leaseExpire") return; // a client's revoke
-    const expired = new Map<bigint, number>(cmd.leases.map((item) => [item.id, item.grantIndex]));
+    if (res.leaseRevokes.length === 0 || held === undefined) return; // none, or a client's revoke
+    void e;
     for (const id of res.leaseRevokes) {
-      const grantIndex = expired.get(id);
+      const grantIndex = held.get(id);
       if (grantIndex === undefined) continue;
       const key = leaseKey(id, grantIndex);
       if (this.revokesSeen.has(key)) continue;
@@ -671,7 +703,7 @@ export class Simulator {
     if (raft === undefined) return;
     const change = member.replica.syncLeadership(raft, this.localNow(member));
     if (change === "tookOver") {
-      this.takeoverAt = this.nowMs;
+      this.leaseChecker.tookOver(this.nowMs);
       this.log(
         `member ${member.id} takes up lease duties (term ${raft.term}, ${member.replica.lessor.size} leases)`,
       );
@@ -705,21 +737,24 @@ export class Simulator {
         this.leaseHistory.push(op);
       }
     }
+    for (const item of leases)
+      this.leaseChecker.expiryHandedOut(leaseKey(item.id, item.grantIndex), this.nowMs);
     this.log(`member ${member.id} expires ${leases.map((l) => leaseKey(l.id, l.grantIndex)).join(" ")}`);
     if (raft.role !== "leader") {
       if (raft.lead !== NO_MEMBER) this.sendPacket(member.id, raft.lead, { kind: "duty", duty: { leases } });
       return false;
     }
     // A refused proposal (a transfer under way) is retried by the lessor after revokeRetryMs.
-    const ok = raft.propose([encodeCommand(command)]).ok;
-    if (ok)
-      for (const item of leases)
-        this.leaseChecker.expiryProposed(leaseKey(item.id, item.grantIndex), this.nowMs);
-    return ok;
+    return raft.propose([encodeCommand(command)]).ok;
   }
 
   private handleKeepAlive(member: Member, req: ClientRequest & { kind: "keepAlive" }): void {
     member.replica.keepAlive(member.raft!, req.lease, this.localNow(member), (a) => {
+      if (a.kind === "ttl" && a.ttlSeconds > 0) {
+        const info = member.replica.machine.lease(req.lease);
+        if (info !== undefined)
+          this.leaseChecker.renewedByLeader(leaseKey(req.lease, info.grantIndex), this.nowMs);
+      }
       if (a.kind === "ttl")
         this.reply(member, req, { reqId: req.reqId, kind: "keepAlive", ttlSeconds: a.ttlSeconds });
       else this.reply(member, req, { reqId: req.reqId, kind: "notLeader", leader: a.leader });
@@ -1121,7 +1156,7 @@ export class Simulator {
       return { lease: leaseKey(id, info.grantIndex), ttlMs: info.ttlSeconds * 1000 };
     });
     const m = this.mix;
-    this.leaseChecker.checkEnd(this.nowMs, live, this.takeoverAt, m.electionTicks * m.tickMs, m.rho);
+    this.leaseChecker.checkEnd(this.nowMs, live);
     this.violations.push(...this.leaseChecker.violations, ...this.watchChecker.violations);
     if (this.violations.length > 0) return;
     const lin = checkLinearizable(registerModel, this.kvHistory);

@@ -85,7 +85,18 @@ class KeepsOldDeadlines extends FollowerView {
   }
 }
 
-export const plantedLessorBugs: Record<"followerExpires" | "newLeaderKeepsOldDeadlines", LessorFactory> = {
+/** (f) Hands expired leases out for revocation 700 ms after their deadline (a slow expiry loop). */
+class ExpiresLate extends Lessor {
+  override due(nowMs: number, max?: number): LeaseRef[] {
+    return super.due(nowMs - 700, max);
+  }
+}
+
+export const plantedLessorBugs: Record<
+  "followerExpires" | "newLeaderKeepsOldDeadlines" | "expiresLate",
+  LessorFactory
+> = {
   followerExpires: (o) => new FollowerExpires(o),
   newLeaderKeepsOldDeadlines: (o) => new KeepsOldDeadlines(o),
+  expiresLate: (o) => new ExpiresLate(o),
 };
