@@ -9,6 +9,7 @@
  */
 
 import { raftBench } from "./raft.ts";
+import { serverBench } from "./server.ts";
 import { stateBench } from "./state.ts";
 
 /** One runnable workload: `args` are the command-line words after its name. */
@@ -24,6 +25,14 @@ const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
     {
       summary: "3-member in-process Raft cluster, no I/O: committed 100-byte entries/s per batch size",
       run: raftBench,
+    },
+  ],
+  [
+    "server",
+    {
+      summary:
+        "real member processes (1 and 3) over gRPC: puts/s, lease grants/s, fsyncs/s; etcd side by side",
+      run: serverBench,
     },
   ],
   [

@@ -7,7 +7,7 @@
  * it leads, stops accepting calls, flushes and closes.
  */
 
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterMember } from "../api/server.ts";
 import { ApiServer } from "../api/server.ts";
@@ -15,6 +15,8 @@ import type { ServeConfig } from "../cli/serve-config.ts";
 import type { MemberId } from "../raft/index.ts";
 import { bootstrapState, joiningState, memberId } from "../raft/index.ts";
 import { openStorage } from "../storage/index.ts";
+import type { PeerAddress, TransportTls } from "../transport/index.ts";
+import { PeerTransport } from "../transport/index.ts";
 import type { TransportPort } from "./member.ts";
 import { Member } from "./member.ts";
 
@@ -50,12 +52,14 @@ export async function serve(config: ServeConfig, log: Log): Promise<Running> {
   }
 
   const peers = config.initialCluster.filter((m) => m.id !== config.memberId);
+  // Peer messages may arrive before the member exists: they are dropped (Raft retries).
+  let member: Member | undefined;
   const transport: TransportPort & { close(): Promise<void> } =
     peers.length === 0
       ? { send: () => false, close: async () => {} }
-      : await startPeerTransport(config, (from, payload) => member.receive(from, payload), log);
+      : await startPeerTransport(config, (from, payload) => member?.receive(from, payload), log);
 
-  const member: Member = new Member(
+  member = new Member(
     {
       id: memberId(config.memberId),
       heartbeatMs: config.heartbeatIntervalMs,
@@ -96,6 +100,11 @@ export async function serve(config: ServeConfig, log: Log): Promise<Running> {
       await api.close();
       member.stop();
       await transport.close();
+      const st = storage.stats();
+      log(
+        "info",
+        `storage: fsyncs=${st.fsyncs} saves=${st.saves} bytes=${st.bytesWritten} segments=${st.segments}`,
+      );
       storage.close();
       log("info", `member ${config.name} stopped`);
     })();
@@ -117,13 +126,41 @@ async function handOver(member: Member, electionMs: number): Promise<void> {
   }
 }
 
-/** The peer transport, for clusters of more than one member. */
+/** The peer transport, for clusters of more than one member (it listens on the first --listen-peer-urls). */
 async function startPeerTransport(
-  _config: ServeConfig,
-  _deliver: (from: MemberId, payload: Uint8Array) => void,
-  _log: Log,
+  config: ServeConfig,
+  deliver: (from: MemberId, payload: Uint8Array) => void,
+  log: Log,
 ): Promise<TransportPort & { close(): Promise<void> }> {
-  throw new Error("serve: clusters of more than one member need the peer transport (not yet wired)");
+  const listen = config.listenPeerUrls[0]!;
+  const peers = new Map<MemberId, PeerAddress>();
+  for (const m of config.initialCluster) {
+    if (m.id === config.memberId) continue;
+    const u = m.peerUrls[0]!;
+    peers.set(memberId(m.id), { host: u.host, port: u.port });
+  }
+  let tls: TransportTls | undefined;
+  if (config.peerTls !== undefined) {
+    const t = config.peerTls;
+    if (t.trustedCaFile === undefined) throw new Error("serve: peer TLS needs --peer-trusted-ca-file");
+    tls = {
+      cert: readFileSync(t.certFile),
+      key: readFileSync(t.keyFile),
+      ca: readFileSync(t.trustedCaFile),
+      clientCertAuth: t.clientCertAuth,
+    };
+  }
+  const transport = new PeerTransport({
+    selfId: memberId(config.memberId),
+    clusterId: config.clusterId,
+    listen: { host: listen.host, port: listen.port },
+    peers,
+    tls,
+    onMessage: deliver,
+    log: (e) => log(e.level, `transport: ${e.code}: ${e.message}`),
+  });
+  await transport.start();
+  return { send: (to, payload) => transport.send(to, payload), close: () => transport.close() };
 }
 
 /** Bytes of every file under `dir` (Status's db size: the WAL and the snapshots). */

@@ -592,7 +592,7 @@ export class Simulator {
     }
     const held = this.incarnationsNamed(member, e.data);
     const res = member.replica.apply(e.index, e.data, this.localNow(member));
-    this.observeApplied(member, e, res, held);
+    this.observeApplied(member, res, held);
     if (pending !== undefined) {
       if (bytesEqual(pending.data, e.data)) {
         const r = res.result;
@@ -629,12 +629,7 @@ export class Simulator {
   }
 
   /** Feeds an applied entry's effects to the checkers. */
-  private observeApplied(
-    member: Member,
-    e: Entry,
-    res: ApplyResult,
-    held: Map<bigint, number> | undefined,
-  ): void {
+  private observeApplied(member: Member, res: ApplyResult, held: Map<bigint, number> | undefined): void {
     if (res.events.length > 0)
       this.watchChecker.observeApply(member.id, member.replica.machine.currentRevision(), res.events);
     for (const g of res.leaseGrants) {
@@ -646,7 +641,6 @@ export class Simulator {
       if (member.replica.lessor.isLeader) this.leaseChecker.renewedByLeader(key, this.nowMs);
     }
     if (res.leaseRevokes.length === 0 || held === undefined) return; // none, or a client's revoke
-    void e;
     for (const id of res.leaseRevokes) {
       const grantIndex = held.get(id);
       if (grantIndex === undefined) continue;
@@ -1155,7 +1149,6 @@ export class Simulator {
       const info = best.replica.machine.lease(id)!;
       return { lease: leaseKey(id, info.grantIndex), ttlMs: info.ttlSeconds * 1000 };
     });
-    const m = this.mix;
     this.leaseChecker.checkEnd(this.nowMs, live);
     this.violations.push(...this.leaseChecker.violations, ...this.watchChecker.violations);
     if (this.violations.length > 0) return;

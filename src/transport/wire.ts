@@ -1,0 +1,313 @@
+/**
+ * The peer wire protocol, version 1: pure encoders and incremental decoders for
+ * the handshake and the frames after it. No sockets here (peer-transport.ts and
+ * link.ts do the I/O); bytes from a peer are checked here once, at the gateway
+ * (CONVENTIONS 9). All integers are big-endian; u64 values are safe integers.
+ *
+ *   request   dialer -> acceptor, once:
+ *             magic u32 "LHPT" | version u16 | from u64 | to u64 | clusterIdLength u16 | clusterId UTF-8
+ *   response  acceptor -> dialer, once:
+ *             magic u32 "LHPT" | version u16 | status u8 (0 accepted, 1 rejected) | reasonLength u16 | reason UTF-8
+ *   frames    dialer -> acceptor, after an accepted response, until the connection ends:
+ *             length u32 | flags u8 (bit 0 FINAL, the rest zero) | `length` payload bytes
+ *
+ * A message is the concatenation of the payloads of consecutive frames up to and
+ * including one with FINAL set; every frame but the last of a message carries at
+ * least one byte, none carries more than `FRAME_PAYLOAD_BYTES_MAX`. The response
+ * layout is frozen across protocol versions, so a member can always be told why
+ * a peer refused it.
+ */
+
+import type { MemberId } from "../raft/index.ts";
+import { assert } from "../raft/index.ts";
+
+/** "LHPT": leasehold peer transport. */
+export const WIRE_MAGIC = 0x4c48_5054;
+/** The protocol version this code speaks. */
+export const WIRE_VERSION = 1;
+/** Largest payload in one frame: 1 MiB. A bigger message is split into several frames. */
+export const FRAME_PAYLOAD_BYTES_MAX = 1024 * 1024;
+/** Bytes of a frame header: length u32 + flags u8. */
+export const FRAME_HEADER_BYTES = 5;
+/** Flag: this frame ends its message. */
+export const FRAME_FINAL = 0x01;
+/** Longest cluster id, in UTF-8 bytes. */
+export const CLUSTER_ID_BYTES_MAX = 255;
+/** Longest rejection reason, in UTF-8 bytes (longer ones are cut). */
+export const REASON_BYTES_MAX = 1024;
+
+/** Fixed part of a request, before the cluster id: magic, version, from, to, length. */
+const REQUEST_FIXED_BYTES = 4 + 2 + 8 + 8 + 2;
+/** Fixed part of a response, before the reason: magic, version, status, length. */
+const RESPONSE_FIXED_BYTES = 4 + 2 + 1 + 2;
+const U32 = 0x1_0000_0000;
+
+/** What a dialer says about itself in its first bytes. */
+export interface Hello {
+  readonly version: number;
+  readonly from: MemberId;
+  readonly to: MemberId;
+  readonly clusterId: string;
+}
+
+/**
+ * Why an acceptor refused a connection. Stable codes: they appear in logs on
+ * both sides and in the response's reason text.
+ */
+export type HandshakeRejectReason =
+  | "bad-magic"
+  | "bad-version"
+  | "malformed"
+  | "cluster-mismatch"
+  | "wrong-member"
+  | "unknown-member"
+  | "untrusted-certificate"
+  | "timeout";
+
+/** The result of reading a handshake from the bytes received so far. */
+export type ReadResult<T> =
+  | { readonly kind: "incomplete" }
+  | { readonly kind: "ok"; readonly value: T; readonly rest: Uint8Array }
+  | { readonly kind: "error"; readonly reason: HandshakeRejectReason; readonly detail: string };
+
+/** What an acceptor answered. */
+export type HandshakeResponse =
+  | { readonly status: "accepted" }
+  | { readonly status: "rejected"; readonly reason: string };
+
+const utf8 = new TextEncoder();
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function isMemberId(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0;
+}
+
+function putU64(view: DataView, at: number, n: number): void {
+  assert(Number.isSafeInteger(n) && n >= 0, `wire: u64 must be a non-negative safe integer, got ${n}`);
+  view.setUint32(at, Math.floor(n / U32));
+  view.setUint32(at + 4, n % U32);
+}
+
+function getU64(view: DataView, at: number): number {
+  return view.getUint32(at) * U32 + view.getUint32(at + 4);
+}
+
+function viewOf(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** `a` then `b`, for handshake bytes that arrive in pieces (small: at most a few hundred bytes). */
+export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The request a dialer sends first. */
+export function encodeHello(hello: Hello): Uint8Array {
+  assert(isMemberId(hello.from) && isMemberId(hello.to), "wire: hello member ids must be positive");
+  const cluster = utf8.encode(hello.clusterId);
+  assert(cluster.length <= CLUSTER_ID_BYTES_MAX, "wire: cluster id longer than 255 bytes");
+  const out = new Uint8Array(REQUEST_FIXED_BYTES + cluster.length);
+  const view = viewOf(out);
+  view.setUint32(0, WIRE_MAGIC);
+  view.setUint16(4, hello.version);
+  putU64(view, 6, hello.from);
+  putU64(view, 14, hello.to);
+  view.setUint16(22, cluster.length);
+  out.set(cluster, REQUEST_FIXED_BYTES);
+  return out;
+}
+
+/**
+ * Reads a request from the first bytes of a connection. Checks the shape only
+ * (magic, version, member ids, cluster id encoding); whether this member takes
+ * the connection is the acceptor's decision.
+ */
+export function readHello(bytes: Uint8Array): ReadResult<Hello> {
+  const view = viewOf(bytes);
+  if (bytes.length >= 4 && view.getUint32(0) !== WIRE_MAGIC) {
+    return { kind: "error", reason: "bad-magic", detail: "not a leasehold peer connection (bad magic)" };
+  }
+  if (bytes.length < 6) return { kind: "incomplete" };
+  const version = view.getUint16(4);
+  if (version !== WIRE_VERSION) {
+    return {
+      kind: "error",
+      reason: "bad-version",
+      detail: `peer protocol version ${version} is not supported (this member speaks ${WIRE_VERSION})`,
+    };
+  }
+  if (bytes.length < REQUEST_FIXED_BYTES) return { kind: "incomplete" };
+  const from = getU64(view, 6);
+  const to = getU64(view, 14);
+  const clusterBytes = view.getUint16(22);
+  if (!isMemberId(from) || !isMemberId(to)) {
+    return {
+      kind: "error",
+      reason: "malformed",
+      detail: `bad member id in handshake (from ${from}, to ${to})`,
+    };
+  }
+  if (clusterBytes > CLUSTER_ID_BYTES_MAX) {
+    return { kind: "error", reason: "malformed", detail: `cluster id of ${clusterBytes} bytes is too long` };
+  }
+  const end = REQUEST_FIXED_BYTES + clusterBytes;
+  if (bytes.length < end) return { kind: "incomplete" };
+  let clusterId: string;
+  try {
+    clusterId = fatalUtf8.decode(bytes.subarray(REQUEST_FIXED_BYTES, end));
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+    return { kind: "error", reason: "malformed", detail: "cluster id is not valid UTF-8" };
+  }
+  const value: Hello = { version, from: from as MemberId, to: to as MemberId, clusterId };
+  return { kind: "ok", value, rest: bytes.subarray(end) };
+}
+
+/** The acceptor's answer. A reason longer than `REASON_BYTES_MAX` is cut. */
+export function encodeResponse(response: HandshakeResponse): Uint8Array {
+  let reason = response.status === "rejected" ? utf8.encode(response.reason) : new Uint8Array(0);
+  if (reason.length > REASON_BYTES_MAX) reason = reason.subarray(0, REASON_BYTES_MAX);
+  const out = new Uint8Array(RESPONSE_FIXED_BYTES + reason.length);
+  const view = viewOf(out);
+  view.setUint32(0, WIRE_MAGIC);
+  view.setUint16(4, WIRE_VERSION);
+  view.setUint8(6, response.status === "accepted" ? 0 : 1);
+  view.setUint16(7, reason.length);
+  out.set(reason, RESPONSE_FIXED_BYTES);
+  return out;
+}
+
+/** Reads the acceptor's answer from the first bytes it sent back. */
+export function readResponse(bytes: Uint8Array): ReadResult<HandshakeResponse> {
+  const view = viewOf(bytes);
+  if (bytes.length >= 4 && view.getUint32(0) !== WIRE_MAGIC) {
+    return { kind: "error", reason: "bad-magic", detail: "the peer's answer is not a leasehold handshake" };
+  }
+  if (bytes.length < RESPONSE_FIXED_BYTES) return { kind: "incomplete" };
+  const status = view.getUint8(6);
+  const reasonBytes = view.getUint16(7);
+  if (status > 1 || reasonBytes > REASON_BYTES_MAX) {
+    return { kind: "error", reason: "malformed", detail: "malformed handshake response" };
+  }
+  const end = RESPONSE_FIXED_BYTES + reasonBytes;
+  if (bytes.length < end) return { kind: "incomplete" };
+  // A cut reason may end inside a character: decode leniently, it is only shown.
+  const reason = new TextDecoder().decode(bytes.subarray(RESPONSE_FIXED_BYTES, end));
+  const value: HandshakeResponse = status === 0 ? { status: "accepted" } : { status: "rejected", reason };
+  return { kind: "ok", value, rest: bytes.subarray(end) };
+}
+
+/** The header of one frame carrying `payloadBytes` bytes. */
+export function writeFrameHeader(into: Uint8Array, at: number, payloadBytes: number, final: boolean): void {
+  assert(payloadBytes <= FRAME_PAYLOAD_BYTES_MAX, "wire: frame payload above the maximum");
+  assert(final || payloadBytes > 0, "wire: an empty frame must end its message");
+  const view = viewOf(into);
+  view.setUint32(at, payloadBytes);
+  view.setUint8(at + 4, final ? FRAME_FINAL : 0);
+}
+
+/** What one `FrameDecoder.push` produced: whole messages in order, then maybe an error. */
+export interface DecodeResult {
+  readonly messages: Uint8Array[];
+  /** Set when the stream broke the protocol; the connection must be closed. */
+  readonly error: string | null;
+}
+
+/**
+ * Reassembles messages from the frames of one connection, fed in arbitrary
+ * pieces. Memory is bounded: at most one message of `messageBytesMax` bytes is
+ * being assembled. After an error the decoder is spent.
+ */
+export class FrameDecoder {
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private headerFilled = 0;
+  /** The frame being filled, or null while reading a header. */
+  private frame: Uint8Array | null = null;
+  private frameFilled = 0;
+  private frameFinal = false;
+  /** Complete frames of the message being assembled. */
+  private chunks: Uint8Array[] = [];
+  private chunkBytes = 0;
+  private failed: string | null = null;
+
+  constructor(private readonly messageBytesMax: number) {
+    assert(Number.isSafeInteger(messageBytesMax) && messageBytesMax >= 0, "wire: bad messageBytesMax");
+  }
+
+  /** Takes the next bytes of the stream. */
+  push(data: Uint8Array): DecodeResult {
+    const messages: Uint8Array[] = [];
+    if (this.failed !== null) return { messages, error: this.failed };
+    let at = 0;
+    while (at < data.length) {
+      if (this.frame === null) {
+        const n = Math.min(FRAME_HEADER_BYTES - this.headerFilled, data.length - at);
+        this.header.set(data.subarray(at, at + n), this.headerFilled);
+        this.headerFilled += n;
+        at += n;
+        if (this.headerFilled < FRAME_HEADER_BYTES) break;
+        this.headerFilled = 0;
+        const error = this.startFrame();
+        if (error !== null) {
+          this.failed = error;
+          return { messages, error };
+        }
+      }
+      const frame = this.frame;
+      assert(frame !== null, "wire: no frame after its header");
+      const n = Math.min(frame.length - this.frameFilled, data.length - at);
+      frame.set(data.subarray(at, at + n), this.frameFilled);
+      this.frameFilled += n;
+      at += n;
+      if (this.frameFilled === frame.length) this.endFrame(frame, messages);
+    }
+    return { messages, error: null };
+  }
+
+  /** Checks the header just read and allocates its frame; returns a protocol error or null. */
+  private startFrame(): string | null {
+    const view = viewOf(this.header);
+    const length = view.getUint32(0);
+    const flags = view.getUint8(4);
+    if ((flags & ~FRAME_FINAL) !== 0) return `frame with unknown flags 0x${flags.toString(16)}`;
+    if (length > FRAME_PAYLOAD_BYTES_MAX)
+      return `frame of ${length} bytes exceeds ${FRAME_PAYLOAD_BYTES_MAX}`;
+    const final = (flags & FRAME_FINAL) !== 0;
+    if (!final && length === 0) return "empty frame in the middle of a message";
+    if (this.chunkBytes + length > this.messageBytesMax) {
+      return `message exceeds ${this.messageBytesMax} bytes`;
+    }
+    this.frame = new Uint8Array(length);
+    this.frameFilled = 0;
+    this.frameFinal = final;
+    return null;
+  }
+
+  private endFrame(frame: Uint8Array, messages: Uint8Array[]): void {
+    this.frame = null;
+    if (!this.frameFinal) {
+      this.chunks.push(frame);
+      this.chunkBytes += frame.length;
+      return;
+    }
+    if (this.chunks.length === 0) {
+      messages.push(frame);
+      return;
+    }
+    const whole = new Uint8Array(this.chunkBytes + frame.length);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      whole.set(chunk, at);
+      at += chunk.length;
+    }
+    whole.set(frame, at);
+    assert(at + frame.length === whole.length, "wire: reassembled message has the wrong length");
+    this.chunks = [];
+    this.chunkBytes = 0;
+    messages.push(whole);
+  }
+}
