@@ -81,6 +81,8 @@ interface Pending<T> {
   readonly resolve: (v: T) => void;
   readonly reject: (e: Error) => void;
   readonly timer: ReturnType<typeof setTimeout>;
+  /** Resolved, rejected or timed out. */
+  readonly settled: () => boolean;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -100,7 +102,12 @@ export class Member {
   /** index -> what this member proposed (or had the leader propose) there. */
   private readonly proposals = new Map<number, { data: Uint8Array; pending: Pending<WriteOutcome> }>();
   /** Forwarded requests waiting for the leader's answer, by reqId. */
-  private readonly forwarded = new Map<number, (e: Envelope) => void>();
+  /**
+   * Forwarded requests waiting for the leader's answer, by reqId: whom they
+   * went to, and the answer's handler (undefined: lost, because that leader
+   * is no longer the leader, or this member stopped).
+   */
+  private readonly forwarded = new Map<number, { to: MemberId; answer: (e: Envelope | undefined) => void }>();
   private nextReqId = 1;
   /** ReadIndex requests waiting for their read state, then for the apply. */
   private readonly reads = new Map<string, Pending<void>>();
@@ -163,9 +170,9 @@ export class Member {
     for (const p of this.reads.values()) settle(p, err());
     this.reads.clear();
     for (const r of this.readsAt.splice(0)) settle(r.pending, err());
-    for (const f of this.forwarded.values())
-      f({ kind: "proposed", reqId: 0, ok: false, index: 0, leader: 0 });
+    const lost = [...this.forwarded.values()];
     this.forwarded.clear();
+    for (const f of lost) f.answer(undefined);
   }
 
   get machine(): StateMachine {
@@ -234,10 +241,10 @@ export class Member {
       case "proposed":
       case "keepAliveAnswer":
       case "ttlAnswer": {
-        const answer = this.forwarded.get(e.reqId);
-        if (answer !== undefined) {
+        const waiting = this.forwarded.get(e.reqId);
+        if (waiting !== undefined) {
           this.forwarded.delete(e.reqId);
-          answer(e);
+          waiting.answer(e);
         }
         break;
       }
@@ -278,11 +285,18 @@ export class Member {
           return;
         }
         const reqId = this.nextReqId++;
-        this.forwarded.set(reqId, (e) => {
-          if (e.kind !== "proposed") return;
-          if (e.ok) this.proposals.set(e.index, { data, pending });
-          else if (triesLeft > 0) setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
-          else settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
+        this.forwarded.set(reqId, {
+          to: leader,
+          answer: (e) => {
+            // Lost with a leader that is gone: it may or may not have been proposed, so it is not
+            // proposed again here (that could apply it twice); the client retries, as etcd's do.
+            if (e === undefined)
+              settle(pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+            else if (e.kind !== "proposed") return;
+            else if (e.ok) this.proposals.set(e.index, { data, pending });
+            else if (triesLeft > 0) setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
+            else settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
+          },
         });
         this.sendTo(leader, { kind: "propose", reqId, data });
       };
@@ -303,6 +317,20 @@ export class Member {
       this.raft.readIndex(id);
       this.schedule();
     });
+  }
+
+  /**
+   * A ReadIndex round refused (no leader known yet, or the term changed under
+   * it): ask again a heartbeat later, until the request's deadline (etcd's
+   * read loop waits for a leader the same way). Settled calls are not retried.
+   */
+  private retryRead(id: string, p: Pending<void>): void {
+    setTimeout(() => {
+      if (this.stopped || p.settled()) return;
+      this.reads.set(id, p);
+      this.raft.readIndex(id);
+      this.schedule();
+    }, this.options.heartbeatMs);
   }
 
   /** A keepalive: the leader's lessor answers (TTL, 0 when the lease is gone). */
@@ -384,10 +412,13 @@ export class Member {
           return;
         }
         const reqId = this.nextReqId++;
-        this.forwarded.set(reqId, (e) => {
-          const v = fromAnswer(e);
-          if (v === undefined) retry();
-          else settle(pending, undefined, v);
+        this.forwarded.set(reqId, {
+          to: leader,
+          answer: (e) => {
+            const v = e === undefined ? undefined : fromAnswer(e);
+            if (v === undefined) retry();
+            else settle(pending, undefined, v);
+          },
         });
         this.sendTo(leader, request(reqId));
       };
@@ -414,6 +445,7 @@ export class Member {
         () => p.reject(new MemberError("timeout", `etcdserver: request timed out (${what})`)),
         this.requestTimeoutMs,
       ),
+      settled: () => done,
     };
     return p;
   }
@@ -453,7 +485,7 @@ export class Member {
         const p = this.reads.get(rs.requestId);
         if (p === undefined) continue;
         this.reads.delete(rs.requestId);
-        if (rs.rejected) settle(p, new MemberError("leaderChanged", "etcdserver: leader changed"));
+        if (rs.rejected) this.retryRead(rs.requestId, p);
         else this.readsAt.push({ index: rs.index, pending: p });
       }
       this.raft.advance(rd);
@@ -463,6 +495,12 @@ export class Member {
     }
     if (this.raft.lead !== this.lastLeader) {
       this.lastLeader = this.raft.lead;
+      // Requests forwarded to another member than the new leader will not be answered.
+      for (const [reqId, f] of this.forwarded) {
+        if (f.to === this.lastLeader) continue;
+        this.forwarded.delete(reqId);
+        f.answer(undefined);
+      }
       this.onLeaderChange(this.lastLeader);
     }
     if (appliedSomething || restored) this.onApplied(restored);

@@ -176,6 +176,9 @@ describe("a 3-member cluster", () => {
 
     // The killed member comes back; then every acknowledged key is on every member.
     await restartMember(victim);
+    // A fresh channel: the old one is still backing off from the refused connections while it was down.
+    clients.get(victim.name)!.close();
+    clients.set(victim.name, new EtcdTestClient(victim.endpoint));
     const more = acked.length + 20;
     while (acked.length < more) await new Promise((r) => setTimeout(r, 20));
     running = false;
@@ -192,6 +195,10 @@ describe("a 3-member cluster", () => {
     await putSomewhere("before-restart", "1");
     await Promise.all(members.map((m) => terminate(m)));
     await Promise.all(members.map((m) => restartMember(m)));
+    for (const m of members) {
+      clients.get(m.name)!.close();
+      clients.set(m.name, new EtcdTestClient(m.endpoint));
+    }
     // Reads right after the restart meet an election ("leader changed", Unavailable): clients retry.
     for (const m of members) expect(await retry(() => client(m).get("before-restart"))).toBe("1");
   });

@@ -79,7 +79,11 @@ export function startMember(
 export function restartMember(m: MemberProcess): Promise<MemberProcess> {
   const child = spawn(process.execPath, [BIN, "serve", ...m.args], { stdio: ["ignore", "ignore", "pipe"] });
   started.add(child);
-  child.once("exit", () => started.delete(child));
+  child.once("exit", (code, signal) => {
+    started.delete(child);
+    // A member that dies on its own is a bug: show why.
+    if (!stopping.has(child)) process.stderr.write(`member ${m.name} exited by itself (${code ?? signal}):\n${m.log.slice(-4000)}\n`);
+  });
   m.child = child;
   m.log = "";
   return new Promise((resolve, reject) => {
@@ -104,8 +108,12 @@ export function terminate(m: MemberProcess): Promise<void> {
   return stopChild(m.child, "SIGTERM");
 }
 
+/** Children this module is stopping on purpose. */
+const stopping = new WeakSet<ChildProcess>();
+
 function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  stopping.add(child);
   return new Promise((resolve) => {
     child.once("exit", () => resolve());
     child.kill(signal);
