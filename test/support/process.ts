@@ -82,7 +82,8 @@ export function restartMember(m: MemberProcess): Promise<MemberProcess> {
   child.once("exit", (code, signal) => {
     started.delete(child);
     // A member that dies on its own is a bug: show why.
-    if (!stopping.has(child)) process.stderr.write(`member ${m.name} exited by itself (${code ?? signal}):\n${m.log.slice(-4000)}\n`);
+    if (!stopping.has(child))
+      process.stderr.write(`member ${m.name} exited by itself (${code ?? signal}):\n${m.log.slice(-4000)}\n`);
   });
   m.child = child;
   m.log = "";
