@@ -8,6 +8,7 @@
  * Exit codes: 0 done, 1 the workload failed, 2 bad usage (unknown workload).
  */
 
+import { failoverBench } from "./failover.ts";
 import { raftBench } from "./raft.ts";
 import { serverBench } from "./server.ts";
 import { stateBench } from "./state.ts";
@@ -25,6 +26,14 @@ const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
     {
       summary: "3-member in-process Raft cluster, no I/O: committed 100-byte entries/s per batch size",
       run: raftBench,
+    },
+  ],
+  [
+    "failover",
+    {
+      summary:
+        "3 member processes under write load: kill -9 the leader N times, gap to the first write acknowledged after",
+      run: failoverBench,
     },
   ],
   [

@@ -66,21 +66,50 @@ function freePort(): Promise<number> {
   });
 }
 
-type System = "leasehold" | "etcd";
+export type System = "leasehold" | "etcd";
 
-interface Proc {
-  readonly child: ChildProcess;
+export interface Proc {
+  child: ChildProcess;
+  readonly system: System;
+  readonly args: readonly string[];
   readonly endpoint: string;
   readonly metricsUrl: string;
   log: string;
 }
 
-interface Cluster {
+export interface Cluster {
   readonly procs: Proc[];
   readonly dir: string;
 }
 
-async function startCluster(system: System, size: number): Promise<Cluster> {
+/** Starts (or, given `p`, restarts with the same flags and data) one member process. */
+export function spawnProc(system: System, args: readonly string[], p?: Proc): Proc {
+  const child =
+    system === "leasehold"
+      ? spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "ignore", "pipe"] })
+      : spawn("etcd", [...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const url = args[args.indexOf("--listen-client-urls") + 1]!;
+  const proc: Proc = p ?? {
+    child,
+    system,
+    args,
+    endpoint: url.replace("http://", ""),
+    metricsUrl: `${url}/metrics`,
+    log: "",
+  };
+  proc.child = child;
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (c: string) => {
+    proc.log += c;
+  });
+  return proc;
+}
+
+export async function startCluster(
+  system: System,
+  size: number,
+  extra: readonly string[] = [],
+): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), `bench-${system}-`));
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peer = await Promise.all(names.map(() => freePort()));
@@ -104,22 +133,9 @@ async function startCluster(system: System, size: number): Promise<Cluster> {
       initial,
       "--initial-cluster-token",
       `bench-${system}`,
+      ...extra,
     ];
-    const child =
-      system === "leasehold"
-        ? spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "ignore", "pipe"] })
-        : spawn("etcd", args, { stdio: ["ignore", "ignore", "pipe"] });
-    const p: Proc = {
-      child,
-      endpoint: `127.0.0.1:${client[i]}`,
-      metricsUrl: `http://127.0.0.1:${client[i]}/metrics`,
-      log: "",
-    };
-    child.stderr!.setEncoding("utf8");
-    child.stderr!.on("data", (c: string) => {
-      p.log += c;
-    });
-    return p;
+    return spawnProc(system, args);
   });
   // Ready when a write goes through.
   const c = new EtcdTestClient(procs[0]!.endpoint, 1000);
@@ -140,7 +156,7 @@ async function startCluster(system: System, size: number): Promise<Cluster> {
   return { procs, dir };
 }
 
-async function stopCluster(c: Cluster): Promise<void> {
+export async function stopCluster(c: Cluster): Promise<void> {
   await Promise.all(
     c.procs.map(
       (p) =>
