@@ -85,8 +85,11 @@ async function run(system: System, cfg: FailoverConfig): Promise<number[]> {
   try {
     for (let k = 0; k < cfg.kills; k++) {
       await new Promise((r) => setTimeout(r, 500)); // steady load before each kill
-      let victim: Proc | undefined;
-      while ((victim = leaderOf(cluster)) === undefined) await new Promise((r) => setTimeout(r, 50));
+      let victim = leaderOf(cluster);
+      while (victim === undefined) {
+        await new Promise((r) => setTimeout(r, 50));
+        victim = leaderOf(cluster);
+      }
       const t0 = performance.now();
       await new Promise<void>((resolve) => {
         victim!.child.once("exit", () => resolve());
