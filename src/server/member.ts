@@ -51,6 +51,8 @@ export interface MemberOptions {
   /** How long a client call may wait (etcd: about 7 s for writes). */
   readonly requestTimeoutMs?: number;
   readonly minLeaseTtlSeconds?: number;
+  /** Largest entry a client command may make (etcd --max-request-bytes, default 1.5 MiB). */
+  readonly maxRequestBytes?: number;
   readonly now?: () => number;
   readonly log?: (level: "info" | "warn", msg: string) => void;
 }
@@ -86,6 +88,8 @@ interface Pending<T> {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
+/** etcd's default --max-request-bytes. */
+export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 
 export class Member {
   readonly id: MemberId;
@@ -261,6 +265,8 @@ export class Member {
   /** Proposes `command` and resolves with its result once this member applied it. */
   write(command: ClientCommand): Promise<WriteOutcome> {
     const data = encodeCommand(command);
+    if (data.length > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
+      return Promise.reject(new MemberError("tooLarge", "etcdserver: request is too large"));
     return new Promise<WriteOutcome>((resolve, reject) => {
       const pending = this.pending(resolve, reject, "write");
       const attempt = (triesLeft: number): void => {

@@ -6,6 +6,7 @@
 
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EtcdTestClient } from "../../src/client/etcd-client.ts";
 import type { MemberProcess } from "../support/process.ts";
 import {
   etcdctl,
@@ -128,6 +129,13 @@ describe("etcdctl against one member", () => {
     );
     const status = await ctl(["endpoint", "status", "-w", "json"]);
     expect(JSON.parse(status.stdout)[0].Status.leader).toBeGreaterThan(0);
+  });
+
+  it("refuses a request over 1.5 MiB with etcd's error, and stays up", async () => {
+    const c = new EtcdTestClient(member.endpoint, 10_000);
+    await expect(c.put("big", "x".repeat(1_600_000))).rejects.toThrow("etcdserver: request is too large");
+    expect((await c.put("small", "y")).header).toBeDefined();
+    c.close();
   });
 
   it("keeps its data across a graceful restart", async () => {
