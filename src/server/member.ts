@@ -477,6 +477,7 @@ export class Member {
       if (rd.snapshot !== undefined) {
         this.replica.restore(rd.snapshot.data);
         this.snapshotIndex = rd.snapshot.meta.index;
+        this.log("info", `restored a snapshot from the leader at index ${rd.snapshot.meta.index}`);
         restored = true;
         for (const [index, p] of this.proposals) {
           if (index <= rd.snapshot.meta.index) {
