@@ -153,7 +153,8 @@ export class Member {
   private newReplica(): Replica {
     return new Replica({
       machine: { minLeaseTtlSeconds: this.options.minLeaseTtlSeconds },
-      lessor: new Lessor({ electionTimeoutMs: this.options.electionMs }),
+      // Δ is the election timeout plus a tick (lessor.ts: a deposed leader answers for at most that).
+      lessor: new Lessor({ electionTimeoutMs: this.options.electionMs + this.options.heartbeatMs }),
       propose: (command) => this.raft.propose([encodeCommand(command)]).ok,
     });
   }

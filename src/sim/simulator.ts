@@ -309,7 +309,7 @@ export class Simulator {
     this.faultRng = this.rng.fork();
     this.clientRng = this.rng.fork();
     this.dropRate = this.mix.dropRate;
-    this.leaseChecker = new LeaseChecker(this.mix.electionTicks * this.mix.tickMs, this.mix.rho);
+    this.leaseChecker = new LeaseChecker(this.lessorDeltaMs(), this.mix.rho);
     this.dupRate = this.mix.dupRate;
     this.trace = opts.trace;
     this.makeRaft = opts.makeRaft ?? ((c, i) => new RaftImpl(c, i));
@@ -416,12 +416,20 @@ export class Simulator {
     return new Replica({
       machine: { minLeaseTtlSeconds: 1 },
       lessor: this.makeLessor({
-        electionTimeoutMs: this.mix.electionTicks * this.mix.tickMs,
+        electionTimeoutMs: this.lessorDeltaMs(),
         checkpointIntervalMs: this.mix.checkpointIntervalS * 1000,
         revokeRetryMs: 500,
       }),
       propose: (command) => this.proposeDuty(member, command),
     });
+  }
+
+  /**
+   * The lessor's Δ: the election timeout plus one tick (a deposed leader steps
+   * down on a tick, and its check-quorum window is counted in whole ticks).
+   */
+  private lessorDeltaMs(): number {
+    return (this.mix.electionTicks + 1) * this.mix.tickMs;
   }
 
   /** The member's monotonic clock. */
