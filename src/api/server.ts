@@ -140,10 +140,27 @@ export class ApiServer {
     this.member.onApplied = (restored) => this.onApplied(restored);
   }
 
-  /** Listens on host:port (port 0: any); resolves with the port bound. */
-  listen(host: string, port: number): Promise<number> {
+  /**
+   * Listens on host:port (port 0: any); resolves with the port bound. With
+   * `tls`, the port speaks TLS (etcd's --cert-file/--key-file); with
+   * `clientCa`, clients must present a certificate that CA signed
+   * (--client-cert-auth with --trusted-ca-file).
+   */
+  listen(
+    host: string,
+    port: number,
+    tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer | undefined },
+  ): Promise<number> {
+    const creds =
+      tls === undefined
+        ? ServerCredentials.createInsecure()
+        : ServerCredentials.createSsl(
+            tls.clientCa ?? null,
+            [{ private_key: tls.key, cert_chain: tls.cert }],
+            tls.clientCa !== undefined,
+          );
     return new Promise((resolve, reject) => {
-      this.grpc.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+      this.grpc.bindAsync(`${host}:${port}`, creds, (err, bound) => {
         if (err !== null) reject(err);
         else resolve(bound);
       });

@@ -86,7 +86,19 @@ export async function serve(config: ServeConfig, log: Log): Promise<Running> {
     log,
   });
   const clientPorts: number[] = [];
-  for (const u of config.listenClientUrls) clientPorts.push(await api.listen(u.host, u.port));
+  const t = config.clientTls;
+  const clientTls =
+    t === undefined
+      ? undefined
+      : {
+          cert: readFileSync(t.certFile),
+          key: readFileSync(t.keyFile),
+          clientCa:
+            t.clientCertAuth && t.trustedCaFile !== undefined ? readFileSync(t.trustedCaFile) : undefined,
+        };
+  for (const u of config.listenClientUrls) {
+    clientPorts.push(await api.listen(u.host, u.port, u.scheme === "https" ? clientTls : undefined));
+  }
   member.start();
   log(
     "info",
