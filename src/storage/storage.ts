@@ -13,7 +13,11 @@
  * Ready contract, the snapshot (its file, durably, then a WAL marker that
  * replaces the log), the entries (after a truncate record when they overwrite a
  * stored suffix) and the hard state, then makes the WAL durable with ONE
- * fdatasync (group commit). A Ready with nothing to persist costs no fsync.
+ * fdatasync (group commit). A Ready with nothing to persist costs no fsync, and
+ * neither does one whose only change is the commit index (etcd's rule: the
+ * commit index need not be durable; after a crash a member may restart with an
+ * older one, every entry up to it being in the log, and learns the rest from
+ * the leader). Term and vote changes, entries and snapshots are always synced.
  *
  * Compaction: `saveSnapshot(snapshot)` (after Raft.compact) writes the file
  * durably, marks it in the WAL (entries above it stay), syncs, then deletes WAL
@@ -27,7 +31,7 @@
  * acknowledged, and keeping it could pair a leader's snapshot with a log it
  * was meant to replace. The result is the Raft core's initial state.
  *
- * Fsyncs are counted in stats(): one per save() with something to persist; a
+ * Fsyncs are counted in stats(): one per save() that must be durable; a
  * snapshot file adds two (file, directory), a segment rollover three (the full
  * segment, the new segment's file, the directory), deleting segments one (the
  * directory), and recovery one per directory created or torn tail cut.
@@ -100,7 +104,7 @@ export function openStorage(dir: string, options: StorageOptions = {}): OpenedSt
       entries: [],
       applied: logIndex(0),
     };
-    return { storage: new Storage(snapDir, wal, io, keep), initial };
+    return { storage: new Storage(snapDir, wal, io, keep, initial.hardState), initial };
   }
   const { wal, state } = replayed;
   let snapshot = emptySnapshot({ voters: [], learners: [] });
@@ -128,7 +132,7 @@ export function openStorage(dir: string, options: StorageOptions = {}): OpenedSt
     entries: state.entries ?? [],
     applied: snapshot.meta.index,
   };
-  return { storage: new Storage(snapDir, wal, io, keep), initial };
+  return { storage: new Storage(snapDir, wal, io, keep, initial.hardState), initial };
 }
 
 /** One member's durable log, hard state and snapshots. Not safe for two processes at once. */
@@ -140,20 +144,29 @@ export class Storage {
   private saves = 0;
   private failed: unknown;
   private closed = false;
+  /** The term and vote of the last hard state written (always durable). */
+  private term: number;
+  private vote: number;
+  /** A commit-only hard state was written and not yet synced. */
+  private unsynced = false;
 
   /** Use openStorage(). */
-  constructor(snapDir: string, wal: Wal, io: IoCounters, keep: number) {
+  constructor(snapDir: string, wal: Wal, io: IoCounters, keep: number, hardState: HardState) {
     this.snapDir = snapDir;
     this.wal = wal;
     this.io = io;
     this.keep = keep;
+    this.term = hardState.term;
+    this.vote = hardState.vote;
   }
 
   /**
    * Persists one Ready: `snapshot` (replacing the whole log), then `entries`
    * (replacing stored entries from entries[0].index on), then `hardState`, and
-   * returns once all of it is durable (one fdatasync of the WAL). Entries that
-   * would leave a gap, or overwrite what a snapshot covers, are a bug (assertion).
+   * returns once all of it is durable (one fdatasync of the WAL), except a
+   * change of the commit index alone, which is written and not synced (see
+   * the file header). Entries that would leave a gap, or overwrite what a
+   * snapshot covers, are a bug (assertion).
    */
   save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined): void {
     this.checkUsable();
@@ -169,6 +182,10 @@ export class Storage {
     }
     if (hardState !== undefined) ops.push({ type: "hardState", hardState });
     if (ops.length === 0) return;
+    const mustSync =
+      snapshot !== undefined ||
+      entries.length > 0 ||
+      (hardState !== undefined && (hardState.term !== this.term || hardState.vote !== this.vote));
     this.guard(() => {
       if (snapshot !== undefined) {
         assert(
@@ -178,7 +195,12 @@ export class Storage {
         writeSnapshotFile(this.snapDir, snapshot, this.io);
       }
       this.wal.append(ops);
-      this.wal.sync();
+      if (mustSync) this.wal.sync();
+      this.unsynced = !mustSync;
+      if (hardState !== undefined) {
+        this.term = hardState.term;
+        this.vote = hardState.vote;
+      }
       this.saves++;
       if (snapshot !== undefined) this.dropCovered();
     });
@@ -198,6 +220,7 @@ export class Storage {
         { type: "snapshot", index: snapshot.meta.index, term: snapshot.meta.term, replace: false },
       ]);
       this.wal.sync();
+      this.unsynced = false;
       this.dropCovered();
     });
   }
@@ -211,10 +234,11 @@ export class Storage {
     };
   }
 
-  /** Closes the open segment. Everything saved is already durable. */
+  /** Closes the open segment, syncing a commit index written without a sync. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.unsynced && this.failed === undefined) this.wal.sync();
     this.wal.close();
   }
 

@@ -96,6 +96,21 @@ describe("storage: save and recover", () => {
     reopen(dir, model).storage.close();
   });
 
+  it("does not fsync a save whose only change is the commit index, and still recovers it", () => {
+    const model = new Model();
+    const o = reopen(dir, model);
+    both(o, model, hard(2, 1, 0), entries(1, 4, 2));
+    const before = o.storage.stats();
+    both(o, model, hard(2, 1, 3), []);
+    both(o, model, hard(2, 1, 4), []);
+    expect(o.storage.stats().fsyncs - before.fsyncs).toBe(0);
+    // A vote or term change is synced, commit or not.
+    both(o, model, hard(3, 2, 4), []);
+    expect(o.storage.stats().fsyncs - before.fsyncs).toBe(1);
+    o.storage.close();
+    reopen(dir, model).storage.close();
+  });
+
   it("takes one fsync per save that has something to persist, none for an empty one", () => {
     const model = new Model();
     const o = reopen(dir, model);
