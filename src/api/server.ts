@@ -208,6 +208,7 @@ export class ApiServer {
       const map: Record<MemberError["code"], EtcdErrorName> = {
         noLeader: "NoLeader",
         leaderChanged: "LeaderChanged",
+        leaderFailed: "TimeoutDueToLeaderFail",
         timeout: "Timeout",
         stopped: "Stopped",
         tooLarge: "RequestTooLarge",

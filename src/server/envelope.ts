@@ -7,7 +7,7 @@
  *   u8 kind, then
  *   RAFT          the Raft message (src/raft/codec.ts)
  *   PROPOSE       u32 reqId, the entry data (rest)
- *   PROPOSED      u32 reqId, u8 status (0 proposed at `index`, 1 not leader), f64 index, f64 leader
+ *   PROPOSED      u32 reqId, u8 status (0 proposed at `index` in `term`, 1 not leader), f64 index, f64 leader, f64 term
  *   KEEPALIVE     u32 reqId, i64 lease
  *   KEEPALIVE_ANS u32 reqId, u8 (0 ttl, 1 not leader), f64 ttl or leader
  *   TTL           u32 reqId, i64 lease
@@ -33,6 +33,8 @@ export type Envelope =
       readonly ok: boolean;
       readonly index: number;
       readonly leader: number;
+      /** The term of the entry at `index` (same index and term: the same entry, by log matching). */
+      readonly term: number;
     }
   | { readonly kind: "keepAlive"; readonly reqId: number; readonly lease: bigint }
   | {
@@ -82,13 +84,14 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
       return out;
     }
     case "proposed": {
-      const out = new Uint8Array(22);
+      const out = new Uint8Array(30);
       const v = view(out);
       v.setUint8(0, KIND.proposed);
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, e.ok ? 0 : 1);
       v.setFloat64(6, e.index, true);
       v.setFloat64(14, e.leader, true);
+      v.setFloat64(22, e.term, true);
       return out;
     }
     case "keepAlive":
@@ -140,13 +143,14 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
       if (bytes.length < 5) throw new EnvelopeError("envelope: short propose");
       return { kind: "propose", reqId: v.getUint32(1, true), data: bytes.slice(5) };
     case KIND.proposed:
-      need(22, "proposed");
+      need(30, "proposed");
       return {
         kind: "proposed",
         reqId: v.getUint32(1, true),
         ok: v.getUint8(5) === 0,
         index: v.getFloat64(6, true),
         leader: v.getFloat64(14, true),
+        term: v.getFloat64(22, true),
       };
     case KIND.keepAlive:
     case KIND.ttl:

@@ -28,7 +28,7 @@
 import type { Entry, HardState, MemberId, RaftInitialState, Ready, Snapshot } from "../raft/index.ts";
 import { logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
 import type { ClientCommand, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
-import { bytesEqual, encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
+import { encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
 import type { Envelope } from "./envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
 
@@ -61,7 +61,7 @@ export interface MemberOptions {
 export class MemberError extends Error {
   override readonly name = "MemberError";
   constructor(
-    readonly code: "noLeader" | "leaderChanged" | "timeout" | "stopped" | "tooLarge",
+    readonly code: "noLeader" | "leaderChanged" | "leaderFailed" | "timeout" | "stopped" | "tooLarge",
     message: string,
   ) {
     super(message);
@@ -104,7 +104,8 @@ export class Member {
   private scheduled = false;
   private stopped = false;
   /** index -> what this member proposed (or had the leader propose) there. */
-  private readonly proposals = new Map<number, { data: Uint8Array; pending: Pending<WriteOutcome> }>();
+  /** index -> the proposal there: its term (same index and term means the same entry) and its waiter. */
+  private readonly proposals = new Map<number, { term: number; pending: Pending<WriteOutcome> }>();
   /** Forwarded requests waiting for the leader's answer, by reqId. */
   /**
    * Forwarded requests waiting for the leader's answer, by reqId: whom they
@@ -227,6 +228,7 @@ export class Member {
           ok: res.ok,
           index: res.ok ? res.index : 0,
           leader: res.ok ? this.id : res.leader,
+          term: res.ok ? res.term : 0,
         });
         break;
       }
@@ -271,11 +273,11 @@ export class Member {
     return new Promise<WriteOutcome>((resolve, reject) => {
       const pending = this.pending(resolve, reject, "write");
       const attempt = (triesLeft: number): void => {
-        if (this.stopped) return;
+        if (this.stopped || pending.settled()) return;
         if (this.isLeader) {
           const res = this.raft.propose([data]);
           if (res.ok) {
-            this.proposals.set(res.index, { data, pending });
+            this.track(res.index, res.term, pending);
             this.schedule();
             return;
           }
@@ -297,10 +299,9 @@ export class Member {
           answer: (e) => {
             // Lost with a leader that is gone: it may or may not have been proposed, so it is not
             // proposed again here (that could apply it twice); the client retries, as etcd's do.
-            if (e === undefined)
-              settle(pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+            if (e === undefined) settle(pending, leaderFailed());
             else if (e.kind !== "proposed") return;
-            else if (e.ok) this.proposals.set(e.index, { data, pending });
+            else if (e.ok) this.track(e.index, e.term, pending);
             else if (triesLeft > 0) setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
             else settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
           },
@@ -405,7 +406,7 @@ export class Member {
     return new Promise<T>((resolve, reject) => {
       const pending = this.pending(resolve, reject, "lease");
       const attempt = (): void => {
-        if (this.stopped) return;
+        if (this.stopped || pending.settled()) return;
         const retry = () => setTimeout(attempt, this.options.heartbeatMs);
         this.replica.syncLeadership(this.raft, this.now());
         if (this.replica.lessor.isLeader) {
@@ -483,7 +484,8 @@ export class Member {
         for (const [index, p] of this.proposals) {
           if (index <= rd.snapshot.meta.index) {
             this.proposals.delete(index);
-            settle(p.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+            // The snapshot may or may not contain it: the outcome is unknown.
+            settle(p.pending, leaderFailed());
           }
         }
       }
@@ -529,9 +531,18 @@ export class Member {
     }
     const res = this.replica.apply(e.index, e.data, this.now());
     if (mine === undefined) return;
-    if (bytesEqual(mine.data, e.data))
-      settle(mine.pending, undefined, { result: res.result, index: e.index });
+    // Same index and term: the very entry proposed (log matching). Equal bytes are not enough: two
+    // clients' identical requests (etcd clients have no sessions) would take each other's results.
+    if (e.term === mine.term) settle(mine.pending, undefined, { result: res.result, index: e.index });
     else settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+  }
+
+  /** Waits for the entry proposed at `index` in `term`; an earlier waiter there lost its index. */
+  private track(index: number, term: number, pending: Pending<WriteOutcome>): void {
+    const earlier = this.proposals.get(index);
+    if (earlier !== undefined)
+      settle(earlier.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+    this.proposals.set(index, { term, pending });
   }
 
   private serveReads(): void {
@@ -557,6 +568,14 @@ export class Member {
   private log(level: "info" | "warn", msg: string): void {
     this.options.log?.(level, msg);
   }
+}
+
+/** A write whose outcome is unknown: the leader it went to failed (etcd's ErrTimeoutDueToLeaderFail). */
+function leaderFailed(): MemberError {
+  return new MemberError(
+    "leaderFailed",
+    "etcdserver: request timed out, possibly due to previous leader failure",
+  );
 }
 
 function settle<T>(p: Pending<T>, err: Error | undefined, value?: T): void {
