@@ -51,7 +51,13 @@ function setup(checkpointIntervalMs = 300_000) {
     replica.keepAlive(raft, leaseId(id), now, (a) => answers.push(a));
     return answers;
   };
-  return { raft, replica, proposed, apply, lead, keepAlive, refuse: () => (accept = false) };
+  /** Leads, applies its own first entry, and takes up the lease duties. */
+  const takeOver = (now: number) => {
+    lead(now);
+    raft.log.applied = raft.last;
+    replica.syncLeadership(raft, now);
+  };
+  return { raft, replica, proposed, apply, lead, takeOver, keepAlive, refuse: () => (accept = false) };
 }
 
 describe("Replica", () => {
@@ -70,9 +76,7 @@ describe("Replica", () => {
 
   it("answers TTL 0 for an unknown lease, and nothing during a leadership transfer", () => {
     const t = setup();
-    t.lead(0);
-    t.raft.log.applied = t.raft.last;
-    t.replica.syncLeadership(t.raft, 0);
+    t.takeOver(0);
     expect(t.keepAlive(99n, 1)).toEqual([{ kind: "ttl", ttlSeconds: 0 }]);
     t.raft.leadTransferee = memberId(2);
     expect(t.keepAlive(99n, 2)).toEqual([{ kind: "notLeader", leader: 1 }]);
@@ -80,9 +84,7 @@ describe("Replica", () => {
 
   it("proposes the expiry of a lease whose deadline passed, in one batch", () => {
     const t = setup();
-    t.lead(0);
-    t.raft.log.applied = t.raft.last;
-    t.replica.syncLeadership(t.raft, 0);
+    t.takeOver(0);
     t.apply({ type: "leaseGrant", id: leaseId(7n), ttlSeconds: 1 }, 100);
     t.apply({ type: "leaseGrant", id: leaseId(8n), ttlSeconds: 1 }, 100);
     t.replica.tick(1099);
@@ -96,9 +98,7 @@ describe("Replica", () => {
 
   it("holds a keepalive until the checkpoint reset it proposed is applied (K2)", () => {
     const t = setup(1_000);
-    t.lead(0);
-    t.raft.log.applied = t.raft.last;
-    t.replica.syncLeadership(t.raft, 0);
+    t.takeOver(0);
     t.apply({ type: "leaseGrant", id: leaseId(7n), ttlSeconds: 3 }, 0);
     // One second in, a reduced checkpoint (2 s left) is due and proposed.
     t.replica.tick(1_000);
@@ -126,9 +126,7 @@ describe("Replica", () => {
 
   it("answers waiting keepalives notLeader when it steps down, TTL 0 when the lease is revoked", () => {
     const t = setup(1_000);
-    t.lead(0);
-    t.raft.log.applied = t.raft.last;
-    t.replica.syncLeadership(t.raft, 0);
+    t.takeOver(0);
     t.apply({ type: "leaseGrant", id: leaseId(7n), ttlSeconds: 3 }, 0);
     t.apply({ type: "leaseGrant", id: leaseId(8n), ttlSeconds: 3 }, 0);
     t.replica.tick(1_000);
@@ -146,9 +144,7 @@ describe("Replica", () => {
 
   it("answers notLeader when Raft refuses the checkpoint reset a keepalive needs", () => {
     const t = setup(1_000);
-    t.lead(0);
-    t.raft.log.applied = t.raft.last;
-    t.replica.syncLeadership(t.raft, 0);
+    t.takeOver(0);
     t.apply({ type: "leaseGrant", id: leaseId(7n), ttlSeconds: 3 }, 0);
     t.replica.tick(1_000);
     t.apply(t.proposed.pop()!, 1_010);
