@@ -143,6 +143,11 @@ export class PeerLink {
     socket.destroy();
   }
 
+  /** Where the peer is dialed (the latest address given). */
+  dialAddress(): PeerAddress {
+    return this.address;
+  }
+
   /** The outbound connection is up and the peer accepted our handshake. */
   isActive(): boolean {
     return this.phase === "active";
@@ -318,7 +323,8 @@ export class PeerLink {
   private flush(): void {
     const socket = this.socket;
     if (this.phase !== "active" || this.writing || socket === null || this.queue.length === 0) return;
-    assert(!socket.destroyed, "link: active with a destroyed socket");
+    // Destroyed (the peer hung up, or an error) but its 'close' not yet handled: onClose resets the link.
+    if (socket.destroyed) return;
     const batch = this.takeBatch();
     this.writing = true;
     this.writes++;

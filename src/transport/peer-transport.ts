@@ -30,25 +30,37 @@
  * `handshakeTimeoutMs`; otherwise it is answered with a reason (logged on both
  * sides) and closed. A newer accepted connection from a peer replaces the older.
  *
+ * Membership queries: an inbound connection whose first bytes are a membership
+ * query (wire.ts, magic LHPQ) is answered with the host's current `membership`
+ * document, or refused with a reason ("membership not available" when there is
+ * no `membership` option or it throws), and then closed. It is checked against
+ * TLS like any connection (with `clientCertAuth`, an untrusted dialer is refused
+ * before the query is read), but it never becomes a peer's inbound connection.
+ * `queryMembership` (membership-query.ts) is the dialing side.
+ *
  * API (see the JSDoc of each):
  *   new PeerTransport({ selfId, clusterId, listen, peers?, tls?, onMessage, onPeerStatus?, log?, limits?,
- *                       monotonicMs?, random? })
+ *                       monotonicMs?, random?, membership? })
  *   start(): Promise<PeerAddress>            listen (port 0: any), then dial every peer
  *   address(): PeerAddress                   the bound address
  *   send(to, payload): boolean               queue or drop (false); never throws
  *   addPeer(id, address) / removePeer(id) / updatePeers(map)   runtime membership
+ *   peers(): ReadonlyMap<MemberId, PeerAddress>                 the current peers, by id
  *   isActive(peer): boolean                  outbound connection up and accepted
- *   stats(): TransportStats                  per peer: sent, received, dropped, reconnects, writes, queue
+ *   stats(): TransportStats                  per peer: sent, received, dropped, reconnects, writes, queue;
+ *                                            membership queries answered and refused
  *   close(): Promise<void>                   everything closed; idempotent
  *
  * `onMessage` runs synchronously in the socket's data handler and must not throw:
  * an exception there is a bug in the host and escapes as an uncaught exception.
+ * `membership` runs there too; an exception from it is logged and refuses the query,
+ * except a failed assertion, which escapes like one from `onMessage`.
  */
 
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { MemberId } from "../raft/index.ts";
-import { assert } from "../raft/index.ts";
+import { AssertionError, assert } from "../raft/index.ts";
 import { checkTransportLimits, DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./limits.ts";
 import { type LinkContext, PeerLink } from "./link.ts";
 import type {
@@ -62,12 +74,18 @@ import type {
 import {
   CLUSTER_ID_BYTES_MAX,
   concatBytes,
+  connectionKind,
   type DecodeResult,
+  encodeMembershipAnswer,
   encodeResponse,
   FrameDecoder,
   type HandshakeRejectReason,
   type Hello,
+  MEMBERSHIP_BYTES_MAX,
+  type MembershipAnswer,
+  type ReadResult,
   readHello,
+  readQuery,
 } from "./wire.ts";
 
 /** How to build a transport. */
@@ -94,7 +112,16 @@ export interface PeerTransportOptions {
   readonly monotonicMs?: () => number;
   /** A float in [0, 1) for backoff jitter (default `Math.random`). */
   readonly random?: () => number;
+  /**
+   * The host's current membership document, opaque here, sent to whoever asks
+   * with a membership query (`queryMembership`); at most `MEMBERSHIP_BYTES_MAX`
+   * bytes. Called once per query. Absent: queries are refused.
+   */
+  readonly membership?: () => Uint8Array;
 }
+
+/** The reason a query gets when the host has no document to give. */
+const MEMBERSHIP_NOT_AVAILABLE = "membership not available";
 
 type State = "new" | "starting" | "running" | "closed";
 
@@ -133,6 +160,8 @@ export class PeerTransport {
   private listening: Promise<void> | null = null;
   private handshakesRejected = 0;
   private droppedUnknownPeer = 0;
+  private membershipQueriesAnswered = 0;
+  private membershipQueriesRefused = 0;
 
   constructor(private readonly options: PeerTransportOptions) {
     assert(Number.isSafeInteger(options.selfId) && options.selfId > 0, "transport: selfId must be positive");
@@ -268,6 +297,15 @@ export class PeerTransport {
   }
 
   /**
+   * The current peers, by id, with the address each is dialed at: what the
+   * options, `addPeer`, `removePeer` and `updatePeers` made it. A new map each call.
+   */
+  peers(): ReadonlyMap<MemberId, PeerAddress> {
+    const sorted = [...this.links].sort((a, b) => a[0] - b[0]);
+    return new Map(sorted.map(([id, link]) => [id, link.dialAddress()]));
+  }
+
+  /**
    * Whether the outbound connection to `peer` is up with its handshake accepted:
    * recent evidence that the peer is alive and reachable (false for unknown peers).
    */
@@ -283,6 +321,8 @@ export class PeerTransport {
       peers,
       handshakesRejected: this.handshakesRejected,
       droppedUnknownPeer: this.droppedUnknownPeer,
+      membershipQueriesAnswered: this.membershipQueriesAnswered,
+      membershipQueriesRefused: this.membershipQueriesRefused,
     };
   }
 
@@ -326,7 +366,7 @@ export class PeerTransport {
     socket.once("close", () => this.sockets.delete(socket));
   }
 
-  /** Runs one inbound connection: handshake, then frames to `onMessage`. */
+  /** Runs one inbound connection: handshake, then frames to `onMessage`; or a membership query. */
   private accept(socket: net.Socket): void {
     if (this.state !== "running") {
       socket.destroy();
@@ -341,10 +381,12 @@ export class PeerTransport {
     let from: MemberId | null = null;
     let decoder: FrameDecoder | null = null;
     let refused = false;
+    /** A membership query was answered (or refused): nothing more is read. */
+    let answered = false;
 
     socket.on("timeout", () => {
-      if (refused) {
-        socket.destroy(); // refused, and the dialer did not hang up
+      if (refused || answered) {
+        socket.destroy(); // refused or answered, and the dialer did not hang up
       } else {
         refused = true;
         const detail = `no handshake within ${this.limits.handshakeTimeoutMs} ms`;
@@ -371,12 +413,19 @@ export class PeerTransport {
       return;
     }
     socket.on("data", (data: Buffer) => {
-      if (refused) return;
+      if (refused || answered) return;
       if (decoder !== null && from !== null) {
         this.deliver(from, socket, decoder.push(data));
         return;
       }
       received = concatBytes(received, data);
+      if (connectionKind(received) === "query") {
+        const query = readQuery(received);
+        if (query.kind === "incomplete") return;
+        answered = true;
+        this.answerQuery(socket, remote, query);
+        return;
+      }
       const r = readHello(received);
       if (r.kind === "incomplete") return;
       const refusal = r.kind === "error" ? r : this.admit(r.value);
@@ -428,6 +477,72 @@ export class PeerTransport {
     socket.end(encodeResponse({ status: "rejected", reason: `${why.reason}: ${why.detail}` }));
     // Keep reading (and discarding) so the dialer's close is seen and the socket goes away.
     socket.resume();
+  }
+
+  /**
+   * Answers a membership query (or refuses it, saying why), then closes. The
+   * handshake timeout still runs: it ends a dialer that does not read the answer
+   * and hang up.
+   */
+  private answerQuery(
+    socket: net.Socket,
+    remote: string,
+    query: Exclude<ReadResult<number>, { kind: "incomplete" }>,
+  ): void {
+    let answer: MembershipAnswer;
+    /** What the log says; it may tell more than the dialer is told. */
+    let detail: string;
+    if (query.kind === "error") {
+      detail = `${query.reason}: ${query.detail}`;
+      answer = { status: "refused", reason: detail };
+    } else {
+      ({ answer, detail } = this.membershipAnswer());
+    }
+    if (answer.status === "ok") {
+      this.membershipQueriesAnswered++;
+      const message = `answered a membership query from ${remote} (${answer.membership.length} bytes)`;
+      this.emit("info", "membership-answered", null, message);
+    } else {
+      this.membershipQueriesRefused++;
+      const message = `refused a membership query from ${remote}: ${detail}`;
+      this.emit(
+        "warn",
+        "membership-refused",
+        null,
+        message,
+        query.kind === "error" ? query.reason : undefined,
+      );
+    }
+    socket.end(encodeMembershipAnswer(answer));
+    // Keep reading (and discarding) so the dialer's close is seen and the socket goes away.
+    socket.resume();
+  }
+
+  /** The host's document, or a refusal; `detail` is for the log. */
+  private membershipAnswer(): { answer: MembershipAnswer; detail: string } {
+    const membership = this.options.membership;
+    const unavailable: MembershipAnswer = { status: "refused", reason: MEMBERSHIP_NOT_AVAILABLE };
+    if (membership === undefined) {
+      return { answer: unavailable, detail: `${MEMBERSHIP_NOT_AVAILABLE} (no membership option)` };
+    }
+    let document: Uint8Array;
+    try {
+      document = membership();
+    } catch (err) {
+      // A failed assertion is a bug and stops the member (CONVENTIONS 6), as one in `onMessage` does.
+      if (err instanceof AssertionError) throw err;
+      // Any other failure of the host's: logged here, and the dialer is refused (it may ask another member).
+      const why = err instanceof Error ? err.message : String(err);
+      return {
+        answer: unavailable,
+        detail: `${MEMBERSHIP_NOT_AVAILABLE} (the membership callback threw: ${why})`,
+      };
+    }
+    if (document.length > MEMBERSHIP_BYTES_MAX) {
+      const reason = `${MEMBERSHIP_NOT_AVAILABLE}: the document is ${document.length} bytes, above ${MEMBERSHIP_BYTES_MAX}`;
+      return { answer: { status: "refused", reason }, detail: reason };
+    }
+    return { answer: { status: "ok", membership: document }, detail: "" };
   }
 
   /** Whether this member takes a connection that said `hello`; null if it does. */

@@ -53,7 +53,11 @@ export type TransportEventCode =
   /** Queued messages for an unreachable peer were dropped (after `unreachableHoldMs`). */
   | "queue-dropped"
   /** The listener failed after it was up. */
-  | "listener-error";
+  | "listener-error"
+  /** A membership query was answered with the host's document. */
+  | "membership-answered"
+  /** A membership query was refused (no document, the host's callback failed, bad version); says why. */
+  | "membership-refused";
 
 /** One thing the transport reports to its host's log. */
 export interface TransportLogEvent {
@@ -91,4 +95,12 @@ export interface TransportStats {
   readonly handshakesRejected: number;
   /** Sends to a member that is not a peer (never added, or removed). */
   readonly droppedUnknownPeer: number;
+  /** Membership queries answered with the document. */
+  readonly membershipQueriesAnswered: number;
+  /**
+   * Membership queries refused after they were read. A query from a dialer whose
+   * client certificate is not trusted is refused before it is read, and counted
+   * in `handshakesRejected`.
+   */
+  readonly membershipQueriesRefused: number;
 }

@@ -16,6 +16,23 @@
  * least one byte, none carries more than `FRAME_PAYLOAD_BYTES_MAX`. The response
  * layout is frozen across protocol versions, so a member can always be told why
  * a peer refused it.
+ *
+ * The second kind of connection, the membership query (etcd's GET /members on
+ * the peer listener), lets a member that is joining learn the cluster from any
+ * existing member. The acceptor tells the kinds apart by the first 4 bytes.
+ *
+ *   query     dialer -> acceptor, once:
+ *             magic u32 "LHPQ" | version u16
+ *   answer    acceptor -> dialer, once, then the acceptor closes:
+ *             magic u32 "LHPQ" | version u16 | status u8 (0 ok, 1 refused) | length u32 | `length` body bytes
+ *
+ * The body is the host's membership document when ok (opaque here, at most
+ * `MEMBERSHIP_BYTES_MAX` bytes), a UTF-8 reason when refused (at most
+ * `REASON_BYTES_MAX`). Bytes after the query are ignored. The answer layout is
+ * frozen too: a refusal is read whatever its version, an ok answer must carry
+ * the dialer's version. An acceptor that refuses the connection before it reads
+ * the query (an untrusted client certificate) answers with a member handshake
+ * response (LHPT, rejected), and the query's dialer reads its reason from that.
  */
 
 import type { MemberId } from "../raft/index.ts";
@@ -23,6 +40,8 @@ import { assert } from "../raft/index.ts";
 
 /** "LHPT": leasehold peer transport. */
 export const WIRE_MAGIC = 0x4c48_5054;
+/** "LHPQ": leasehold peer membership query. */
+export const QUERY_MAGIC = 0x4c48_5051;
 /** The protocol version this code speaks. */
 export const WIRE_VERSION = 1;
 /** Largest payload in one frame: 1 MiB. A bigger message is split into several frames. */
@@ -36,10 +55,21 @@ export const CLUSTER_ID_BYTES_MAX = 255;
 /** Longest rejection reason, in UTF-8 bytes (longer ones are cut). */
 export const REASON_BYTES_MAX = 1024;
 
+/**
+ * Largest membership document in a query answer: 4 MiB, checked by the acceptor
+ * before it answers and by the dialer before it reads the body. A member list of
+ * thousands of members with several URLs each stays far below it.
+ */
+export const MEMBERSHIP_BYTES_MAX = 4 * 1024 * 1024;
+
 /** Fixed part of a request, before the cluster id: magic, version, from, to, length. */
 const REQUEST_FIXED_BYTES = 4 + 2 + 8 + 8 + 2;
 /** Fixed part of a response, before the reason: magic, version, status, length. */
 const RESPONSE_FIXED_BYTES = 4 + 2 + 1 + 2;
+/** A membership query: magic, version. */
+export const QUERY_BYTES = 4 + 2;
+/** Fixed part of a membership answer, before the body: magic, version, status, length. */
+const ANSWER_FIXED_BYTES = 4 + 2 + 1 + 4;
 const U32 = 0x1_0000_0000;
 
 /** What a dialer says about itself in its first bytes. */
@@ -96,6 +126,14 @@ function viewOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
+function unsupportedVersion(version: number): ReadResult<never> {
+  return {
+    kind: "error",
+    reason: "bad-version",
+    detail: `peer protocol version ${version} is not supported (this member speaks ${WIRE_VERSION})`,
+  };
+}
+
 /** `a` then `b`, for handshake bytes that arrive in pieces (small: at most a few hundred bytes). */
 export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b;
@@ -133,13 +171,7 @@ export function readHello(bytes: Uint8Array): ReadResult<Hello> {
   }
   if (bytes.length < 6) return { kind: "incomplete" };
   const version = view.getUint16(4);
-  if (version !== WIRE_VERSION) {
-    return {
-      kind: "error",
-      reason: "bad-version",
-      detail: `peer protocol version ${version} is not supported (this member speaks ${WIRE_VERSION})`,
-    };
-  }
+  if (version !== WIRE_VERSION) return unsupportedVersion(version);
   if (bytes.length < REQUEST_FIXED_BYTES) return { kind: "incomplete" };
   const from = getU64(view, 6);
   const to = getU64(view, 14);
@@ -199,6 +231,159 @@ export function readResponse(bytes: Uint8Array): ReadResult<HandshakeResponse> {
   const reason = new TextDecoder().decode(bytes.subarray(RESPONSE_FIXED_BYTES, end));
   const value: HandshakeResponse = status === 0 ? { status: "accepted" } : { status: "rejected", reason };
   return { kind: "ok", value, rest: bytes.subarray(end) };
+}
+
+/** Which kind of connection an acceptor is reading, as far as its first bytes tell. */
+export type ConnectionKind = "incomplete" | "member" | "query";
+
+/**
+ * Tells a membership query from everything else by the first 4 bytes: "query"
+ * for magic LHPQ; "member" for anything else (`readHello` reads it, and refuses
+ * a bad magic); "incomplete" until 4 bytes have arrived.
+ */
+export function connectionKind(bytes: Uint8Array): ConnectionKind {
+  if (bytes.length < 4) return "incomplete";
+  return viewOf(bytes).getUint32(0) === QUERY_MAGIC ? "query" : "member";
+}
+
+/** The membership query a dialer sends: magic LHPQ, then the version it speaks. */
+export function encodeQuery(): Uint8Array {
+  const out = new Uint8Array(QUERY_BYTES);
+  const view = viewOf(out);
+  view.setUint32(0, QUERY_MAGIC);
+  view.setUint16(4, WIRE_VERSION);
+  return out;
+}
+
+/** Reads a membership query from the first bytes of a connection; its value is the version. */
+export function readQuery(bytes: Uint8Array): ReadResult<number> {
+  const view = viewOf(bytes);
+  if (bytes.length >= 4 && view.getUint32(0) !== QUERY_MAGIC) {
+    return { kind: "error", reason: "bad-magic", detail: "not a membership query (bad magic)" };
+  }
+  if (bytes.length < QUERY_BYTES) return { kind: "incomplete" };
+  const version = view.getUint16(4);
+  if (version !== WIRE_VERSION) return unsupportedVersion(version);
+  return { kind: "ok", value: version, rest: bytes.subarray(QUERY_BYTES) };
+}
+
+/** What an acceptor answered to a membership query. */
+export type MembershipAnswer =
+  | { readonly status: "ok"; readonly membership: Uint8Array }
+  | { readonly status: "refused"; readonly reason: string };
+
+/**
+ * The acceptor's whole answer to a membership query. The document must be at
+ * most `MEMBERSHIP_BYTES_MAX` bytes (the acceptor checks before it calls this);
+ * a reason longer than `REASON_BYTES_MAX` is cut.
+ */
+export function encodeMembershipAnswer(answer: MembershipAnswer): Uint8Array {
+  let body: Uint8Array;
+  if (answer.status === "ok") {
+    body = answer.membership;
+    assert(body.length <= MEMBERSHIP_BYTES_MAX, "wire: membership document above MEMBERSHIP_BYTES_MAX");
+  } else {
+    body = utf8.encode(answer.reason);
+    if (body.length > REASON_BYTES_MAX) body = body.subarray(0, REASON_BYTES_MAX);
+  }
+  const out = new Uint8Array(ANSWER_FIXED_BYTES + body.length);
+  const view = viewOf(out);
+  view.setUint32(0, QUERY_MAGIC);
+  view.setUint16(4, WIRE_VERSION);
+  view.setUint8(6, answer.status === "ok" ? 0 : 1);
+  view.setUint32(7, body.length);
+  out.set(body, ANSWER_FIXED_BYTES);
+  return out;
+}
+
+/**
+ * Reads the answer to a membership query, fed in arbitrary pieces. The header is
+ * checked before the body is read, so memory is bounded by `MEMBERSHIP_BYTES_MAX`
+ * and the body is copied once. Also reads a member handshake response (LHPT)
+ * that rejected the connection before the query was read, as a refusal. After an
+ * error the decoder is spent; after an answer it must not be fed again.
+ */
+export class MembershipAnswerDecoder {
+  /** Bytes of the header so far; a member handshake response is read whole from here. */
+  private head: Uint8Array = new Uint8Array(0);
+  /** The body being filled, once the header is read and checked. */
+  private body: Uint8Array | null = null;
+  private bodyFilled = 0;
+  private refusal = false;
+  private done = false;
+  private failed: ReadResult<never> | null = null;
+
+  /** Takes the next bytes from the acceptor. */
+  push(data: Uint8Array): ReadResult<MembershipAnswer> {
+    assert(!this.done, "wire: membership answer decoder fed after its answer");
+    if (this.failed !== null) return this.failed;
+    if (this.body === null) {
+      this.head = concatBytes(this.head, data);
+      const header = this.readHeader();
+      if (header.kind === "error") this.failed = header;
+      if (header.kind !== "ok") return header;
+      if (header.value !== null) {
+        this.done = true;
+        return { kind: "ok", value: header.value, rest: header.rest };
+      }
+      data = header.rest;
+      this.head = new Uint8Array(0);
+    }
+    const body = this.body;
+    assert(body !== null, "wire: no membership answer body after its header");
+    const n = Math.min(body.length - this.bodyFilled, data.length);
+    body.set(data.subarray(0, n), this.bodyFilled);
+    this.bodyFilled += n;
+    if (this.bodyFilled < body.length) return { kind: "incomplete" };
+    this.done = true;
+    const value: MembershipAnswer = this.refusal
+      ? { status: "refused", reason: new TextDecoder().decode(body) } // a cut reason: decode leniently
+      : { status: "ok", membership: body };
+    return { kind: "ok", value, rest: data.subarray(n) };
+  }
+
+  /**
+   * Reads the header from `head`: ok with a whole answer (a member handshake
+   * rejection), or ok with null once `body` is allocated and the rest is body bytes.
+   */
+  private readHeader(): ReadResult<MembershipAnswer | null> {
+    const bytes = this.head;
+    if (bytes.length < 4) return { kind: "incomplete" };
+    const view = viewOf(bytes);
+    const magic = view.getUint32(0);
+    if (magic === WIRE_MAGIC) {
+      const r = readResponse(bytes);
+      if (r.kind !== "ok") return r;
+      if (r.value.status === "accepted") {
+        return { kind: "error", reason: "malformed", detail: "the peer accepted a member handshake" };
+      }
+      return { kind: "ok", value: { status: "refused", reason: r.value.reason }, rest: r.rest };
+    }
+    if (magic !== QUERY_MAGIC) {
+      return { kind: "error", reason: "bad-magic", detail: "the peer's answer is not a membership answer" };
+    }
+    if (bytes.length < ANSWER_FIXED_BYTES) return { kind: "incomplete" };
+    const version = view.getUint16(4);
+    const status = view.getUint8(6);
+    const length = view.getUint32(7);
+    if (status > 1) {
+      return { kind: "error", reason: "malformed", detail: `unknown membership answer status ${status}` };
+    }
+    if (status === 0 && version !== WIRE_VERSION) return unsupportedVersion(version);
+    const lengthMax = status === 0 ? MEMBERSHIP_BYTES_MAX : REASON_BYTES_MAX;
+    if (length > lengthMax) {
+      const what = status === 0 ? "membership document" : "refusal reason";
+      return {
+        kind: "error",
+        reason: "malformed",
+        detail: `${what} of ${length} bytes exceeds ${lengthMax}`,
+      };
+    }
+    this.refusal = status === 1;
+    this.body = new Uint8Array(length);
+    this.bodyFilled = 0;
+    return { kind: "ok", value: null, rest: bytes.subarray(ANSWER_FIXED_BYTES) };
+  }
 }
 
 /** The header of one frame carrying `payloadBytes` bytes. */

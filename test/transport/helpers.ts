@@ -4,6 +4,7 @@
  * changes), never on the clock.
  */
 
+import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import type { MemberId } from "../../src/raft/index.ts";
 import { memberId } from "../../src/raft/index.ts";
@@ -12,6 +13,7 @@ import type {
   PeerTransportOptions,
   TransportLimits,
   TransportLogEvent,
+  TransportTls,
 } from "../../src/transport/index.ts";
 import { PeerTransport } from "../../src/transport/index.ts";
 
@@ -195,3 +197,20 @@ export async function handlesReleased(
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
+
+/**
+ * TLS fixtures (test-only keys, valid until 2126, made with OpenSSL 3):
+ *   ca.crt            self-signed CA, EC P-256 (its key was discarded)
+ *   member.crt/.key   signed by ca.crt; SAN IP:127.0.0.1, DNS:localhost; serverAuth + clientAuth
+ *   rogue.crt/.key    self-signed, same SAN and usages: trusted by nobody
+ */
+export const fixture = (name: string): string =>
+  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), "utf8");
+export const ca = fixture("ca.crt");
+export const memberTls: TransportTls = {
+  cert: fixture("member.crt"),
+  key: fixture("member.key"),
+  ca,
+  clientCertAuth: true,
+};
+export const rogueTls: TransportTls = { cert: fixture("rogue.crt"), key: fixture("rogue.key"), ca };

@@ -8,22 +8,10 @@
  *   rogue.crt/.key    self-signed, same SAN and usages: trusted by nobody
  */
 
-import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import type { PeerTransport, TransportTls } from "../../src/transport/index.ts";
+import type { PeerTransport } from "../../src/transport/index.ts";
 import { FRAME_PAYLOAD_BYTES_MAX } from "../../src/transport/index.ts";
-import { connectAll, HOST, member, pattern, sameBytes } from "./helpers.ts";
-
-const fixture = (name: string): string =>
-  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), "utf8");
-const ca = fixture("ca.crt");
-const memberTls: TransportTls = {
-  cert: fixture("member.crt"),
-  key: fixture("member.key"),
-  ca,
-  clientCertAuth: true,
-};
-const rogueTls: TransportTls = { cert: fixture("rogue.crt"), key: fixture("rogue.key"), ca };
+import { connectAll, HOST, member, memberTls, pattern, rogueTls, sameBytes } from "./helpers.ts";
 
 const open: PeerTransport[] = [];
 afterEach(async () => {

@@ -337,6 +337,27 @@ describe("membership", () => {
   });
 });
 
+describe("peers", () => {
+  it("lists the current peers by id, with the addresses they are dialed at", async () => {
+    const a = track(member(1));
+    expect(a.t.peers()).toEqual(new Map());
+    const [b, c] = [memberId(2), memberId(3)];
+    const atB = { host: HOST, port: 7002 };
+    const atC = { host: HOST, port: 7003 };
+    a.t.addPeer(c, atC);
+    a.t.addPeer(b, atB);
+    expect([...a.t.peers()]).toEqual([
+      [b, atB],
+      [c, atC],
+    ]);
+    const moved = { host: "localhost", port: 7012 };
+    a.t.updatePeers(new Map([[b, moved]]));
+    expect([...a.t.peers()]).toEqual([[b, moved]]);
+    a.t.removePeer(b);
+    expect(a.t.peers().size).toBe(0);
+  });
+});
+
 describe("close", () => {
   const tcpKinds = ["TCPSocketWrap", "TCPServerWrap", "TCPWRAP", "TCPConnectWrap"];
   const tcpHandles = () => process.getActiveResourcesInfo().filter((k) => tcpKinds.includes(k));
