@@ -286,6 +286,8 @@ export function applyErrorName(result: CommandResult & { kind: "failed" }): Etcd
       return "LeaseExist";
     case "ttlTooLarge":
       return "LeaseTTLTooLarge";
+    case "memberNotFound":
+      return "MemberNotFound";
   }
 }
 

@@ -8,11 +8,10 @@
  * one catalogue (errors.ts). A handler never throws past grpc-js: anything
  * unexpected is logged and answered as an internal error.
  *
- * Watch streams: a stream holds its watchers (hub ids mapped to the stream's
- * own ids, 0, 1, 2, … as etcd assigns them); after every apply the server
- * drains the hub into every stream. When the member's state is replaced by a
- * snapshot, the hub is new: every watch stream ends with UNAVAILABLE, and
- * clients resume from the revision after the last they saw (clientv3 does).
+ * Watch streams (watch-stream.ts): after every apply the server drains the
+ * hub into every stream. When the member's state is replaced by a snapshot,
+ * the hub is new: every watch stream ends with UNAVAILABLE, and clients
+ * resume from the revision after the last they saw (clientv3 does).
  */
 
 import type { ServerDuplexStream, ServerUnaryCall, ServiceError, sendUnaryData } from "@grpc/grpc-js";
@@ -20,12 +19,12 @@ import { Server, ServerCredentials, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
 import { MemberError } from "../server/member.ts";
-import type { ClientCommand, WatchFilter, WatchId } from "../state/index.ts";
+import type { ClientCommand } from "../state/index.ts";
 import { leaseId, MAX_LEASE_TTL_SECONDS, revision } from "../state/index.ts";
+import { ClusterApi } from "./cluster.ts";
 import type { HeaderSource } from "./convert.ts";
 import {
   deleteFromWire,
-  eventToWire,
   header,
   putFromWire,
   RequestRejected,
@@ -38,6 +37,7 @@ import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
 import type { WireMessage } from "./proto.ts";
 import { loadEtcdApi } from "./proto.ts";
+import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.ts";
 
 /** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
 export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -46,19 +46,15 @@ const GRPC_OVERHEAD_BYTES = 512 * 1024;
 /** The API version Status reports: clients gate features on it. */
 export const REPORTED_VERSION = "3.4.0";
 
-export interface ClusterMember {
-  readonly id: number;
-  readonly name: string;
-  readonly peerUrls: readonly string[];
-  readonly clientUrls: readonly string[];
-}
-
 export interface ApiServerOptions {
   readonly member: Member;
   readonly clusterId: bigint;
-  readonly members: () => readonly ClusterMember[];
+  /** Whether this member has a live connection to peer `id` (the Cluster service's health checks). */
+  readonly peerActive?: (id: MemberId) => boolean;
   readonly dbSize: () => number;
   readonly log?: (level: "info" | "warn" | "error", msg: string) => void;
+  /** etcd --experimental-watch-progress-notify-interval; default 10 minutes. */
+  readonly watchProgressNotifyIntervalMs?: number | undefined;
 }
 
 type W = WireMessage;
@@ -69,6 +65,7 @@ export class ApiServer {
   private readonly member: Member;
   private readonly options: ApiServerOptions;
   private readonly hdr: HeaderSource;
+  private readonly cluster: ClusterApi;
   private readonly streams = new Set<WatchStream>();
 
   constructor(options: ApiServerOptions) {
@@ -82,6 +79,11 @@ export class ApiServer {
     this.grpc = new Server({
       "grpc.max_receive_message_length": MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES,
       "grpc.max_send_message_length": 2 ** 31 - 1,
+    });
+    this.cluster = new ClusterApi({
+      member: this.member,
+      peerActive: options.peerActive ?? (() => false),
+      header: () => this.header(),
     });
     const api = loadEtcdApi();
     this.grpc.addService(api.services.KV, {
@@ -119,19 +121,11 @@ export class ApiServer {
       MoveLeader: this.notCapable(),
     });
     this.grpc.addService(api.services.Cluster, {
-      MemberAdd: this.notCapable(),
-      MemberRemove: this.notCapable(),
-      MemberUpdate: this.notCapable(),
-      MemberList: this.unary(async () => ({
-        header: this.header(),
-        members: this.options.members().map((m) => ({
-          ID: String(m.id),
-          name: m.name,
-          peerURLs: [...m.peerUrls],
-          clientURLs: [...m.clientUrls],
-        })),
-      })),
-      MemberPromote: this.notCapable(),
+      MemberAdd: this.unary((w) => this.cluster.add(w)),
+      MemberRemove: this.unary((w) => this.cluster.remove(w)),
+      MemberUpdate: this.unary((w) => this.cluster.update(w)),
+      MemberList: this.unary(() => this.cluster.list()),
+      MemberPromote: this.unary((w) => this.cluster.promote(w)),
     });
     const auth = api.services.Auth;
     const authImpl: Record<string, Unary> = {};
@@ -212,6 +206,7 @@ export class ApiServer {
         timeout: "Timeout",
         stopped: "Stopped",
         tooLarge: "RequestTooLarge",
+        learnerNotReady: "LearnerNotReady",
       };
       return etcdServiceError(map[err.code]);
     }
@@ -263,26 +258,52 @@ export class ApiServer {
     };
   }
 
+  /**
+   * etcd 3.4 (etcdserver/api/v3rpc/lease.go, leaseKeepAlive): one request at
+   * a time, in order (read, renew, answer, then read the next); the header
+   * is taken before the renew; the client's half-close (io.EOF) ends the
+   * stream OK once everything it sent is answered; a renew error ends it
+   * with that error.
+   */
   private keepAliveStream(call: ServerDuplexStream<W, W>): void {
+    let inFlight = false;
+    let halfClosed = false;
     call.on("data", (w: W) => {
+      call.pause();
+      inFlight = true;
       const id = leaseId(BigInt(String(w.ID ?? "0")));
+      const hdr = this.header();
       this.member.keepAlive(id).then(
         (ttl) => {
-          if (!call.cancelled && !call.destroyed)
-            call.write({ header: this.header(), ID: id.toString(), TTL: String(ttl) });
+          inFlight = false;
+          if (call.cancelled || call.destroyed) return;
+          call.write({ header: hdr, ID: id.toString(), TTL: String(ttl) });
+          if (halfClosed) call.end();
+          else call.resume();
         },
         (err: unknown) => {
+          inFlight = false;
           // grpc-js sends a stream's status only through its "error" event.
           if (!call.destroyed) call.emit("error", this.toServiceError(err));
         },
       );
     });
-    call.on("end", () => call.end());
+    call.on("end", () => {
+      halfClosed = true;
+      if (!inFlight) call.end();
+    });
     call.on("error", () => {});
   }
 
   private watchStream(call: ServerDuplexStream<W, W>): void {
-    const stream = new WatchStream(call, this.member, (rev) => this.header(rev), this.options.log);
+    const stream = new WatchStream(call, {
+      hub: this.member.replica.hub,
+      header: (rev) => this.header(rev),
+      progressNotifyIntervalMs:
+        this.options.watchProgressNotifyIntervalMs ?? WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
+      random: Math.random,
+      log: this.options.log,
+    });
     this.streams.add(stream);
     call.on("close", () => {
       stream.closeAll();
@@ -309,7 +330,7 @@ export class ApiServer {
       raftTerm: String(raft.term),
       raftAppliedIndex: String(raft.log.applied),
       dbSizeInUse: String(this.options.dbSize()),
-      isLearner: false,
+      isLearner: raft.conf.learners.includes(this.member.id),
     };
   }
 }
@@ -318,145 +339,5 @@ export class ApiServer {
 class ErrorAnswer extends Error {
   constructor(readonly etcdError: EtcdErrorName) {
     super(etcdError);
-  }
-}
-
-const WATCH_FILTERS: readonly WatchFilter[] = ["noPut", "noDelete"];
-
-/** One Watch stream: its watchers on the member's hub, under the stream's own ids. */
-class WatchStream {
-  private readonly call: ServerDuplexStream<W, W>;
-  private readonly member: Member;
-  private readonly header: (rev: number) => W;
-  /** stream id -> hub id, and back. */
-  private readonly toHub = new Map<number, WatchId>();
-  private readonly fromHub = new Map<WatchId, { id: number; prevKv: boolean }>();
-  private nextId = 0;
-  private ended = false;
-
-  constructor(
-    call: ServerDuplexStream<W, W>,
-    member: Member,
-    header: (rev: number) => W,
-    private readonly log: ApiServerOptions["log"],
-  ) {
-    this.call = call;
-    this.member = member;
-    this.header = header;
-    call.on("data", (w: W) => this.request(w));
-    call.on("end", () => this.end(status.OK, ""));
-    call.on("error", () => {});
-  }
-
-  private request(w: W): void {
-    try {
-      if (w.request_union === "create_request") this.create(w.create_request as W);
-      else if (w.request_union === "cancel_request")
-        this.cancel(Number((w.cancel_request as W).watch_id ?? 0));
-      else if (w.request_union === "progress_request") {
-        for (const hubId of this.toHub.values()) this.member.replica.hub.requestProgress(hubId);
-      }
-      this.drain();
-    } catch (e) {
-      this.log?.("warn", `watch: bad request: ${(e as Error).message}`);
-      this.end(status.INVALID_ARGUMENT, (e as Error).message);
-    }
-  }
-
-  private create(w: W): void {
-    const hub = this.member.replica.hub;
-    const asked = Number(w.watch_id ?? 0);
-    const id = asked !== 0 ? asked : this.nextId++;
-    const filters = (Array.isArray(w.filters) ? (w.filters as number[]) : []).map((f) => {
-      const name = WATCH_FILTERS[f];
-      if (name === undefined) throw new Error(`unknown watch filter ${f}`);
-      return name;
-    });
-    const key = w.key instanceof Uint8Array ? new Uint8Array(w.key) : new Uint8Array(0);
-    const end =
-      w.range_end instanceof Uint8Array && w.range_end.length > 0 ? new Uint8Array(w.range_end) : undefined;
-    const res = hub.create({
-      key,
-      rangeEnd: end,
-      startRevision: revision(Number(w.start_revision ?? 0)),
-      filters,
-      prevKv: w.prev_kv === true,
-      progressNotify: w.progress_notify === true,
-    });
-    if (!res.ok || this.toHub.has(id)) {
-      // etcd answers a refused create with created and canceled at once.
-      const reason = !res.ok
-        ? res.error === "emptyRange"
-          ? "mvcc: watcher range is empty"
-          : res.error
-        : "watch id already exists";
-      this.write({
-        header: this.header(hub.currentRevision()),
-        watch_id: String(id),
-        created: true,
-        canceled: true,
-        cancel_reason: reason,
-      });
-      if (res.ok) hub.close(res.watchId);
-      return;
-    }
-    this.toHub.set(id, res.watchId);
-    this.fromHub.set(res.watchId, { id, prevKv: w.prev_kv === true });
-  }
-
-  private cancel(id: number): void {
-    const hubId = this.toHub.get(id);
-    if (hubId === undefined) return;
-    this.member.replica.hub.cancel(hubId);
-  }
-
-  /** Sends whatever the hub has for this stream's watchers. */
-  drain(): void {
-    if (this.ended) return;
-    const hub = this.member.replica.hub;
-    for (const [hubId, w] of this.fromHub) {
-      for (;;) {
-        const responses = hub.drain(hubId, 64);
-        if (responses.length === 0) break;
-        for (const r of responses) {
-          const out: W = { header: this.header(r.revision), watch_id: String(w.id) };
-          if (r.created) out.created = true;
-          if (r.canceled) out.canceled = true;
-          if (r.compactRevision > 0) out.compact_revision = String(r.compactRevision);
-          if (r.cancelReason !== "") out.cancel_reason = r.cancelReason;
-          if (r.events.length > 0) out.events = r.events.map((e) => eventToWire(e, w.prevKv));
-          this.write(out);
-          if (r.canceled) {
-            this.fromHub.delete(hubId);
-            this.toHub.delete(w.id);
-          }
-        }
-      }
-    }
-  }
-
-  private write(w: W): void {
-    if (!this.ended && !this.call.destroyed) this.call.write(w);
-  }
-
-  /** Forgets every watcher (the stream is gone). */
-  closeAll(): void {
-    const hub = this.member.replica.hub;
-    for (const hubId of this.fromHub.keys()) hub.close(hubId);
-    this.fromHub.clear();
-    this.toHub.clear();
-    this.ended = true;
-  }
-
-  end(code: status, details: string): void {
-    if (this.ended) return;
-    this.closeAll();
-    if (code === status.OK) this.call.end();
-    else {
-      const e = new Error(details) as ServiceError;
-      e.code = code;
-      e.details = details;
-      this.call.emit("error", e);
-    }
   }
 }

@@ -28,9 +28,10 @@ export async function serveMain(args: readonly string[]): Promise<void> {
     running = await serve(config, log);
   } catch (e) {
     log("error", `failed to start: ${(e as Error).message}`);
-    process.exitCode = 1;
-    return;
+    // Exit now: a half-started member may hold sockets or timers that would keep the process alive.
+    process.exit(1);
   }
+  running.removed.then(() => process.exit(0));
   const onSignal = (signal: string) => {
     log("info", `${signal}: shutting down`);
     running.stop().then(

@@ -12,14 +12,21 @@ import type { RaftInitialState } from "./raft.ts";
 import type { Entry, MemberId } from "./types.ts";
 import { logIndex, NO_MEMBER, term } from "./types.ts";
 
-/** The state every founding member of a new cluster starts from (identical on all of them). */
-export function bootstrapState(voters: readonly MemberId[]): RaftInitialState {
+/**
+ * The state every founding member of a new cluster starts from (identical on
+ * all of them, so `context` must be a function of the member alone: the host
+ * puts the member's name and peer URLs there).
+ */
+export function bootstrapState(
+  voters: readonly MemberId[],
+  context: (member: MemberId) => Uint8Array = () => new Uint8Array(0),
+): RaftInitialState {
   const sorted = [...voters].sort((a, b) => a - b);
   const entries: Entry[] = sorted.map((member, i) => ({
     term: term(1),
     index: logIndex(i + 1),
     kind: "conf",
-    data: encodeConfChange({ kind: "addVoter", member, context: new Uint8Array(0) }),
+    data: encodeConfChange({ kind: "addVoter", member, context: context(member) }),
   }));
   return {
     hardState: { term: term(1), vote: NO_MEMBER, commit: logIndex(entries.length) },

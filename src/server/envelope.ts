@@ -12,6 +12,10 @@
  *   KEEPALIVE_ANS u32 reqId, u8 (0 ttl, 1 not leader), f64 ttl or leader
  *   TTL           u32 reqId, i64 lease
  *   TTL_ANS       u32 reqId, u8 (0 ok, 1 not found, 2 not leader), f64 granted, f64 remaining, f64 leader
+ *   PROPOSE_CONF  u32 reqId, the conf change's entry data (rest; raft/confchange.ts)
+ *   CONF_ANS      u32 reqId, u8 (0 proposed, 1 not leader, 2 busy: try again, 3 learner not ready),
+ *                 f64 index, f64 term, f64 leader
+ *   REMOVED       nothing (the receiver was removed from the cluster)
  *
  * Decoding validates lengths and kinds and throws EnvelopeError; a peer that
  * sends garbage is logged and ignored, never trusted.
@@ -52,7 +56,22 @@ export type Envelope =
       readonly grantedSeconds: number;
       readonly remainingSeconds: number;
       readonly leader: number;
+    }
+  | { readonly kind: "proposeConf"; readonly reqId: number; readonly data: Uint8Array }
+  /** "You were removed from the cluster": the answer to any message from a removed member. */
+  | { readonly kind: "removed" }
+  | {
+      readonly kind: "confAnswer";
+      readonly reqId: number;
+      readonly status: ConfAnswerStatus;
+      readonly index: number;
+      readonly term: number;
+      readonly leader: number;
     };
+
+/** How the leader took a membership change: proposed, not the leader, busy (another change pending), or a promotion of a learner that is behind. */
+export type ConfAnswerStatus = "ok" | "notLeader" | "busy" | "learnerNotReady";
+const CONF_STATUS: readonly ConfAnswerStatus[] = ["ok", "notLeader", "busy", "learnerNotReady"];
 
 const KIND = {
   raft: 1,
@@ -62,6 +81,9 @@ const KIND = {
   keepAliveAnswer: 5,
   ttl: 6,
   ttlAnswer: 7,
+  proposeConf: 8,
+  confAnswer: 9,
+  removed: 10,
 } as const;
 
 const TTL_STATUS = ["ok", "notFound", "notLeader"] as const;
@@ -75,10 +97,11 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
       out.set(body, 1);
       return out;
     }
-    case "propose": {
+    case "propose":
+    case "proposeConf": {
       const out = new Uint8Array(5 + e.data.length);
       const v = view(out);
-      v.setUint8(0, KIND.propose);
+      v.setUint8(0, KIND[e.kind]);
       v.setUint32(1, e.reqId, true);
       out.set(e.data, 5);
       return out;
@@ -120,6 +143,19 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
       v.setUint8(5, TTL_STATUS.indexOf(e.status));
       v.setFloat64(6, e.grantedSeconds, true);
       v.setFloat64(14, e.remainingSeconds, true);
+      v.setFloat64(22, e.leader, true);
+      return out;
+    }
+    case "removed":
+      return Uint8Array.of(KIND.removed);
+    case "confAnswer": {
+      const out = new Uint8Array(30);
+      const v = view(out);
+      v.setUint8(0, KIND.confAnswer);
+      v.setUint32(1, e.reqId, true);
+      v.setUint8(5, CONF_STATUS.indexOf(e.status));
+      v.setFloat64(6, e.index, true);
+      v.setFloat64(14, e.term, true);
       v.setFloat64(22, e.leader, true);
       return out;
     }
@@ -178,6 +214,25 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
         status,
         grantedSeconds: v.getFloat64(6, true),
         remainingSeconds: v.getFloat64(14, true),
+        leader: v.getFloat64(22, true),
+      };
+    }
+    case KIND.removed:
+      need(1, "removed");
+      return { kind: "removed" };
+    case KIND.proposeConf:
+      if (bytes.length < 5) throw new EnvelopeError("envelope: short conf proposal");
+      return { kind: "proposeConf", reqId: v.getUint32(1, true), data: bytes.slice(5) };
+    case KIND.confAnswer: {
+      need(30, "conf answer");
+      const status = CONF_STATUS[v.getUint8(5)];
+      if (status === undefined) throw new EnvelopeError(`envelope: conf status ${v.getUint8(5)}`);
+      return {
+        kind: "confAnswer",
+        reqId: v.getUint32(1, true),
+        status,
+        index: v.getFloat64(6, true),
+        term: v.getFloat64(14, true),
         leader: v.getFloat64(22, true),
       };
     }

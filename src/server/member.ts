@@ -25,11 +25,19 @@
  * a follower forwards them. Every wait has a deadline (requestTimeoutMs).
  */
 
-import type { Entry, HardState, MemberId, RaftInitialState, Ready, Snapshot } from "../raft/index.ts";
-import { logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
-import type { ClientCommand, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
+import type {
+  ConfChange,
+  Entry,
+  HardState,
+  MemberId,
+  RaftInitialState,
+  Ready,
+  Snapshot,
+} from "../raft/index.ts";
+import { decodeConfChange, encodeConfChange, logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
+import type { Command, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
 import { encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
-import type { Envelope } from "./envelope.ts";
+import type { ConfAnswerStatus, Envelope } from "./envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
 
 /** Durable Raft state (src/storage implements it). */
@@ -61,7 +69,14 @@ export interface MemberOptions {
 export class MemberError extends Error {
   override readonly name = "MemberError";
   constructor(
-    readonly code: "noLeader" | "leaderChanged" | "leaderFailed" | "timeout" | "stopped" | "tooLarge",
+    readonly code:
+      | "noLeader"
+      | "leaderChanged"
+      | "leaderFailed"
+      | "timeout"
+      | "stopped"
+      | "tooLarge"
+      | "learnerNotReady",
     message: string,
   ) {
     super(message);
@@ -85,6 +100,8 @@ interface Pending<T> {
   readonly timer: ReturnType<typeof setTimeout>;
   /** Resolved, rejected or timed out. */
   readonly settled: () => boolean;
+  /** Runs `f` when the call is settled (however): forgets what the call left in the member's maps. */
+  readonly onSettled: (f: () => void) => void;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -119,6 +136,11 @@ export class Member {
   private readonly readsAt: { index: number; pending: Pending<void> }[] = [];
   /** Called after every Ready that applied something or replaced the state (watch streams drain). */
   onApplied: (restored: boolean) => void = () => {};
+  /** Called after a membership change was applied, and after a snapshot replaced the state (cc undefined). */
+  onMembershipChange: (cc: ConfChange | undefined) => void = () => {};
+  /** Called once when a peer tells this member that it was removed from the cluster. */
+  onRemoved: () => void = () => {};
+  private removedNoticed = false;
   /** Called when the leader changes (API streams may want to know). */
   onLeaderChange: (leader: MemberId) => void = () => {};
   private lastLeader: MemberId = NO_MEMBER;
@@ -216,10 +238,28 @@ export class Member {
       }
       throw err;
     }
+    if (this.replica.machine.memberRemoved(from)) {
+      // A removed member may never have learned that its removal committed: tell it (etcd answers 410 Gone).
+      if (e.kind !== "removed") this.sendTo(from, { kind: "removed" });
+      return;
+    }
     switch (e.kind) {
       case "raft":
         this.raft.step(e.message);
         break;
+      case "removed":
+        if (!this.removedNoticed && this.replica.machine.member(this.id) === undefined) {
+          this.removedNoticed = true;
+          this.onRemoved();
+        }
+        return;
+      case "proposeConf": {
+        const cc = peerConfChange(e.data);
+        const a =
+          cc === undefined ? { status: "busy" as const, index: 0, term: 0 } : this.proposeConfLocal(cc);
+        this.sendTo(from, { kind: "confAnswer", reqId: e.reqId, ...a, leader: this.raft.lead });
+        break;
+      }
       case "propose": {
         const res = this.raft.propose([e.data]);
         this.sendTo(from, {
@@ -247,7 +287,8 @@ export class Member {
         break;
       case "proposed":
       case "keepAliveAnswer":
-      case "ttlAnswer": {
+      case "ttlAnswer":
+      case "confAnswer": {
         const waiting = this.forwarded.get(e.reqId);
         if (waiting !== undefined) {
           this.forwarded.delete(e.reqId);
@@ -266,7 +307,7 @@ export class Member {
   // ---------------------------------------------------------------- client calls
 
   /** Proposes `command` and resolves with its result once this member applied it. */
-  write(command: ClientCommand): Promise<WriteOutcome> {
+  write(command: Command): Promise<WriteOutcome> {
     const data = encodeCommand(command);
     if (data.length > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
       return Promise.reject(new MemberError("tooLarge", "etcdserver: request is too large"));
@@ -293,10 +334,11 @@ export class Member {
           else setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
           return;
         }
-        const reqId = this.nextReqId++;
-        this.forwarded.set(reqId, {
-          to: leader,
-          answer: (e) => {
+        this.forward(
+          pending,
+          leader,
+          (reqId) => ({ kind: "propose", reqId, data }),
+          (e) => {
             // Lost with a leader that is gone: it may or may not have been proposed, so it is not
             // proposed again here (that could apply it twice); the client retries, as etcd's do.
             if (e === undefined) settle(pending, leaderFailed());
@@ -305,11 +347,82 @@ export class Member {
             else if (triesLeft > 0) setTimeout(() => attempt(triesLeft - 1), this.options.heartbeatMs);
             else settle(pending, new MemberError("noLeader", "etcdserver: no leader"));
           },
-        });
-        this.sendTo(leader, { kind: "propose", reqId, data });
+        );
       };
       attempt(Math.ceil((2 * this.options.electionMs) / this.options.heartbeatMs));
     });
+  }
+
+  /**
+   * Proposes one membership change (etcd MemberAdd/Remove/Promote) and
+   * resolves once this member applied it. Only the leader proposes; while
+   * another change is pending (or no leader is known) it is tried again every
+   * heartbeat until the request times out. A promotion of a learner that is
+   * behind the leader's log fails with learnerNotReady (etcd: 90% of the log).
+   */
+  changeMembership(cc: ConfChange): Promise<WriteOutcome> {
+    const data = encodeConfChange(cc);
+    return new Promise<WriteOutcome>((resolve, reject) => {
+      const pending = this.pending(resolve, reject, "membership");
+      const attempt = (): void => {
+        if (this.stopped || pending.settled()) return;
+        const retry = (): void => {
+          setTimeout(attempt, this.options.heartbeatMs);
+        };
+        const answered = (a: { status: ConfAnswerStatus; index: number; term: number }): void => {
+          if (a.status === "ok") this.track(a.index, a.term, pending);
+          else if (a.status === "learnerNotReady")
+            settle(
+              pending,
+              new MemberError(
+                "learnerNotReady",
+                "etcdserver: can only promote a learner member which is in sync with leader",
+              ),
+            );
+          else retry();
+        };
+        if (this.isLeader) {
+          answered(this.proposeConfLocal(cc));
+          this.schedule();
+          return;
+        }
+        const leader = this.raft.lead;
+        if (leader === NO_MEMBER || leader === this.id) {
+          retry();
+          return;
+        }
+        this.forward(
+          pending,
+          leader,
+          (reqId) => ({ kind: "proposeConf", reqId, data }),
+          (e) => {
+            if (e === undefined) settle(pending, leaderFailed());
+            else if (e.kind === "confAnswer") answered(e);
+          },
+        );
+      };
+      attempt();
+    });
+  }
+
+  /** The leader's side of a membership change. */
+  private proposeConfLocal(cc: ConfChange): { status: ConfAnswerStatus; index: number; term: number } {
+    if (this.raft.role !== "leader") return { status: "notLeader", index: 0, term: 0 };
+    if (
+      cc.kind === "addVoter" &&
+      this.raft.conf.learners.includes(cc.member) &&
+      !this.learnerReady(cc.member)
+    )
+      return { status: "learnerNotReady", index: 0, term: 0 };
+    const r = this.raft.proposeConfChange(cc);
+    if (r.ok) return { status: "ok", index: r.index, term: r.term };
+    return { status: r.reason === "notLeader" ? "notLeader" : "busy", index: 0, term: 0 };
+  }
+
+  /** Whether the learner's log has at least 90% of the leader's (etcd's readiness rule for promotion). */
+  private learnerReady(id: MemberId): boolean {
+    const pr = this.raft.progress(id);
+    return pr !== undefined && pr.match >= this.raft.log.lastIndex() * 0.9;
   }
 
   /** Runs `read` on this member's state: after a ReadIndex round when linearizable, at once when not. */
@@ -321,7 +434,9 @@ export class Member {
   private readBarrier(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const id = `r${this.nextReqId++}`;
-      this.reads.set(id, this.pending(resolve, reject, "read"));
+      const p = this.pending(resolve, reject, "read");
+      p.onSettled(() => this.reads.delete(id));
+      this.reads.set(id, p);
       this.raft.readIndex(id);
       this.schedule();
     });
@@ -419,16 +534,11 @@ export class Member {
           retry();
           return;
         }
-        const reqId = this.nextReqId++;
-        this.forwarded.set(reqId, {
-          to: leader,
-          answer: (e) => {
-            const v = e === undefined ? undefined : fromAnswer(e);
-            if (v === undefined) retry();
-            else settle(pending, undefined, v);
-          },
+        this.forward(pending, leader, request, (e) => {
+          const v = e === undefined ? undefined : fromAnswer(e);
+          if (v === undefined) retry();
+          else settle(pending, undefined, v);
         });
-        this.sendTo(leader, request(reqId));
       };
       attempt();
     });
@@ -436,17 +546,23 @@ export class Member {
 
   private pending<T>(resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
     let done = false;
+    let cleanups: (() => void)[] = [];
+    const finish = (): void => {
+      done = true;
+      clearTimeout(p.timer);
+      const fs = cleanups;
+      cleanups = [];
+      for (const f of fs) f();
+    };
     const p: Pending<T> = {
       resolve: (v) => {
         if (done) return;
-        done = true;
-        clearTimeout(p.timer);
+        finish();
         resolve(v);
       },
       reject: (e) => {
         if (done) return;
-        done = true;
-        clearTimeout(p.timer);
+        finish();
         reject(e);
       },
       timer: setTimeout(
@@ -454,8 +570,25 @@ export class Member {
         this.requestTimeoutMs,
       ),
       settled: () => done,
+      onSettled: (f) => {
+        if (done) f();
+        else cleanups.push(f);
+      },
     };
     return p;
+  }
+
+  /** Sends `request(reqId)` to `leader`; `answer` gets the reply (undefined: lost with that leader). Forgotten when `p` settles. */
+  private forward(
+    p: { onSettled(f: () => void): void },
+    leader: MemberId,
+    request: (reqId: number) => Envelope,
+    answer: (e: Envelope | undefined) => void,
+  ): void {
+    const reqId = this.nextReqId++;
+    this.forwarded.set(reqId, { to: leader, answer });
+    p.onSettled(() => this.forwarded.delete(reqId));
+    this.sendTo(leader, request(reqId));
   }
 
   // ---------------------------------------------------------------- the loop
@@ -481,6 +614,7 @@ export class Member {
         this.snapshotIndex = rd.snapshot.meta.index;
         this.log("info", `restored a snapshot from the leader at index ${rd.snapshot.meta.index}`);
         restored = true;
+        this.onMembershipChange(undefined);
         for (const [index, p] of this.proposals) {
           if (index <= rd.snapshot.meta.index) {
             this.proposals.delete(index);
@@ -496,7 +630,7 @@ export class Member {
         if (p === undefined) continue;
         this.reads.delete(rs.requestId);
         if (rs.rejected) this.retryRead(rs.requestId, p);
-        else this.readsAt.push({ index: rs.index, pending: p });
+        else if (!p.settled()) this.readsAt.push({ index: rs.index, pending: p });
       }
       this.raft.advance(rd);
       this.serveReads();
@@ -524,6 +658,17 @@ export class Member {
   private apply(e: Entry): void {
     const mine = this.proposals.get(e.index);
     if (mine !== undefined) this.proposals.delete(e.index);
+    if (e.kind === "conf") {
+      const cc = decodeConfChange(e.data);
+      this.replica.applyConfChange(e.index, cc);
+      this.onMembershipChange(cc);
+      if (mine === undefined) return;
+      const header = { revision: this.replica.machine.currentRevision() };
+      if (e.term === mine.term)
+        settle(mine.pending, undefined, { result: { kind: "member", header }, index: e.index });
+      else settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
+      return;
+    }
     if (e.kind !== "normal") {
       if (mine !== undefined)
         settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
@@ -543,6 +688,9 @@ export class Member {
     if (earlier !== undefined)
       settle(earlier.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
     this.proposals.set(index, { term, pending });
+    pending.onSettled(() => {
+      if (this.proposals.get(index)?.pending === pending) this.proposals.delete(index);
+    });
   }
 
   private serveReads(): void {
@@ -568,6 +716,15 @@ export class Member {
   private log(level: "info" | "warn", msg: string): void {
     this.options.log?.(level, msg);
   }
+}
+
+/** A conf change a peer asked the leader to propose, checked (peer bytes are never trusted); undefined if malformed. */
+function peerConfChange(data: Uint8Array): ConfChange | undefined {
+  if (data.length < 9 || data[0]! < 1 || data[0]! > 3) return undefined;
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const id = v.getUint32(1) * 0x1_0000_0000 + v.getUint32(5);
+  if (!Number.isSafeInteger(id) || id <= 0) return undefined;
+  return decodeConfChange(data);
 }
 
 /** A write whose outcome is unknown: the leader it went to failed (etcd's ErrTimeoutDueToLeaderFail). */

@@ -105,10 +105,27 @@ export type Command =
   /** The leader's checkpoints of remaining TTLs, at most MAX_CHECKPOINTS_PER_BATCH. */
   | { readonly type: "leaseCheckpoint"; readonly checkpoints: readonly CheckpointItem[] }
   /** Expired leases revoked in one proposal, at most MAX_LEASES_PER_REVOKE_BATCH (machine.ts: one revision). */
-  | { readonly type: "leaseExpire"; readonly leases: readonly ExpireItem[] };
+  | { readonly type: "leaseExpire"; readonly leases: readonly ExpireItem[] }
+  /** A member's name and client URLs, proposed by the member itself after it starts (etcd's publish). */
+  | {
+      readonly type: "memberPublish";
+      readonly member: number;
+      readonly name: string;
+      readonly clientUrls: readonly string[];
+    }
+  /** etcd MemberUpdate: a member's new peer URLs. */
+  | { readonly type: "memberUpdate"; readonly member: number; readonly peerUrls: readonly string[] };
 
 /** The commands a client sends, which may carry a session. */
-export type ClientCommand = Exclude<Command, { readonly type: "leaseCheckpoint" | "leaseExpire" }>;
+export type ClientCommand = Exclude<
+  Command,
+  { readonly type: "leaseCheckpoint" | "leaseExpire" | "memberPublish" | "memberUpdate" }
+>;
+
+/** Most URLs one member may have (of each kind). */
+export const MEMBER_URLS_MAX = 64;
+/** Longest member name or URL, in UTF-16 code units. */
+export const MEMBER_TEXT_LENGTH_MAX = 1024;
 
 /** The `type` of a command. */
 export type CommandType = Command["type"];
@@ -176,6 +193,15 @@ function commandToJson(cmd: Command): JsonObject {
       return o;
     case "leaseExpire":
       o.leases = cmd.leases.map((l) => ({ id: l.id.toString(), grantIndex: l.grantIndex }));
+      return o;
+    case "memberPublish":
+      o.member = cmd.member;
+      o.name = cmd.name;
+      o.clientUrls = [...cmd.clientUrls];
+      return o;
+    case "memberUpdate":
+      o.member = cmd.member;
+      o.peerUrls = [...cmd.peerUrls];
       return o;
     default:
       return assertNever(cmd, "command");
@@ -537,6 +563,8 @@ const COMMAND_TYPES: readonly CommandType[] = [
   "leaseRevoke",
   "leaseCheckpoint",
   "leaseExpire",
+  "memberPublish",
+  "memberUpdate",
 ];
 
 /** Fields of each command type besides v, type (and session for client commands). */
@@ -549,7 +577,18 @@ const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
   leaseRevoke: ["id", "grantIndex", "session"],
   leaseCheckpoint: ["checkpoints"],
   leaseExpire: ["leases"],
+  memberPublish: ["member", "name", "clientUrls"],
+  memberUpdate: ["member", "peerUrls"],
 };
+
+const memberIdField = (v: unknown, path: string): number => integer(v, path, 1, Number.MAX_SAFE_INTEGER);
+
+function text(v: unknown, path: string): string {
+  if (typeof v !== "string" || v.length > MEMBER_TEXT_LENGTH_MAX) {
+    fail(path, `expected a string of at most ${MEMBER_TEXT_LENGTH_MAX} chars`);
+  }
+  return v;
+}
 
 function checkpointFromJson(v: unknown, path: string): CheckpointItem {
   const o = object(v, path, ["id", "remainingTtlSeconds", "grantIndex"]);
@@ -607,6 +646,19 @@ function commandFromJson(v: unknown): Command {
       };
     case "leaseExpire":
       return { type, leases: required(o, "leases", list(MAX_LEASES_PER_REVOKE_BATCH, expireFromJson)) };
+    case "memberPublish":
+      return {
+        type,
+        member: required(o, "member", memberIdField),
+        name: required(o, "name", text),
+        clientUrls: required(o, "clientUrls", list(MEMBER_URLS_MAX, text)),
+      };
+    case "memberUpdate":
+      return {
+        type,
+        member: required(o, "member", memberIdField),
+        peerUrls: required(o, "peerUrls", list(MEMBER_URLS_MAX, text)),
+      };
     default:
       return assertNever(type, "command type");
   }

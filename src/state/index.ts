@@ -31,6 +31,8 @@ export {
   CommandDecodeError,
   decodeCommand,
   encodeCommand,
+  MEMBER_TEXT_LENGTH_MAX,
+  MEMBER_URLS_MAX,
   SESSION_CLIENT_ID_LENGTH_MAX,
   tryDecodeCommand,
 } from "./command.ts";
@@ -77,6 +79,8 @@ export type {
   StateMachineOptions,
 } from "./machine.ts";
 export { StateMachine } from "./machine.ts";
+export type { MemberContext, MemberRecord, MemberTableSnapshot } from "./members.ts";
+export { decodeMemberContext, encodeMemberContext, MemberTable } from "./members.ts";
 export type {
   CompactResult,
   Compare,

@@ -30,7 +30,8 @@
  *   gives a machine no observer can tell from the one that made it.
  */
 
-import { assert, assertNever } from "../raft/index.ts";
+import type { ConfChange, MemberId } from "../raft/index.ts";
+import { assert, assertNever, memberId } from "../raft/index.ts";
 import { base64ToBytes, bytesToBase64 } from "./bytes.ts";
 import type { ClientSession, Command, CommandType } from "./command.ts";
 import { tryDecodeCommand } from "./command.ts";
@@ -38,6 +39,8 @@ import type { LeaseInfo, LeaseTableSnapshot, LeaseTimeToLiveInfo } from "./lease
 import { LeaseTable } from "./lease.ts";
 import type { LeaseCheckpoint } from "./lessor.ts";
 import type { Limits } from "./limits.ts";
+import type { MemberRecord, MemberTableSnapshot } from "./members.ts";
+import { MemberTable } from "./members.ts";
 import type {
   EventsSinceResult,
   KeyRange,
@@ -68,7 +71,7 @@ export interface ResponseHeader {
  * - ttlTooLarge: "etcdserver: too large lease TTL"
  * - leaseNotFound (revoke): "etcdserver: requested lease not found"
  */
-export type ApplyError = MvccError | "leaseExists" | "ttlTooLarge";
+export type ApplyError = MvccError | "leaseExists" | "ttlTooLarge" | "memberNotFound";
 
 /** The answer to one applied entry, etcd-shaped. */
 export type CommandResult =
@@ -114,6 +117,8 @@ export type CommandResult =
       readonly deleted: number;
     }
   | { readonly kind: "noop"; readonly header: ResponseHeader }
+  /** memberPublish / memberUpdate applied. */
+  | { readonly kind: "member"; readonly header: ResponseHeader }
   | {
       readonly kind: "failed";
       readonly header: ResponseHeader;
@@ -157,6 +162,8 @@ interface MachineSnapshot {
   readonly mvcc: MvccSnapshot;
   readonly leases: LeaseTableSnapshot;
   readonly sessions: readonly SessionSnapshotEntry[];
+  /** Absent in snapshots written before the member table existed. */
+  readonly members?: MemberTableSnapshot;
 }
 
 const encoder = new TextEncoder();
@@ -175,6 +182,7 @@ export class StateMachine {
   private mvcc: MvccStore;
   private leases: LeaseTable;
   private sessions: SessionTable<CommandResult>;
+  private members = new MemberTable();
   /** The index of the last entry applied (0: none). Invariant: only grows. */
   private applied: number;
   private readonly writeOptions: WriteOptions;
@@ -228,7 +236,34 @@ export class StateMachine {
     return done(result);
   }
 
+  /**
+   * Applies the committed membership change at `index` (a conf entry; Raft
+   * applies it to its own configuration itself).
+   */
+  applyConfChange(index: number, cc: ConfChange): void {
+    assert(
+      Number.isSafeInteger(index) && index > this.applied,
+      `machine: apply ${index} after ${this.applied}`,
+    );
+    this.applied = index;
+    this.members.applyConfChange(cc);
+  }
+
   // -- reads -----------------------------------------------------------------
+
+  /** The cluster's members (etcd MemberList). */
+  memberList(): MemberRecord[] {
+    return this.members.list();
+  }
+
+  member(id: MemberId): MemberRecord | undefined {
+    return this.members.get(id);
+  }
+
+  /** Whether `id` was removed from the cluster (it may never come back). */
+  memberRemoved(id: number): boolean {
+    return this.members.isRemoved(id);
+  }
 
   /** The index of the last entry applied (0: none). */
   appliedIndex(): number {
@@ -302,6 +337,7 @@ export class StateMachine {
       mvcc: this.mvcc.snapshot(),
       leases: this.leases.snapshot(),
       sessions: this.sessions.snapshot(toTagged),
+      members: this.members.snapshot(),
     };
     return encoder.encode(JSON.stringify(snap));
   }
@@ -323,6 +359,7 @@ export class StateMachine {
     m.mvcc = MvccStore.restore(snap.mvcc, { limits: options.limits });
     m.leases = LeaseTable.restore(snap.leases, leaseOptions(options));
     m.sessions = SessionTable.restore(snap.sessions, (r) => fromTagged(r) as CommandResult, options.sessions);
+    m.members = MemberTable.restore(snap.members);
     m.applied = snap.appliedIndex;
     return m;
   }
@@ -425,6 +462,14 @@ export class StateMachine {
         }
         return { kind: "leaseCheckpoint", header: this.header(), applied, ignored, rejected };
       }
+      case "memberPublish":
+        if (!this.members.publish(memberId(cmd.member), cmd.name, cmd.clientUrls))
+          return this.failed(cmd.type, "memberNotFound");
+        return { kind: "member", header: this.header() };
+      case "memberUpdate":
+        if (!this.members.update(memberId(cmd.member), cmd.peerUrls))
+          return this.failed(cmd.type, "memberNotFound");
+        return { kind: "member", header: this.header() };
       default:
         return assertNever(cmd, "command");
     }
@@ -445,7 +490,7 @@ function leaseOptions(options: StateMachineOptions): { minTtlSeconds?: number } 
 }
 
 function sessionOf(cmd: Command): ClientSession | undefined {
-  return cmd.type === "leaseCheckpoint" || cmd.type === "leaseExpire" ? undefined : cmd.session;
+  return "session" in cmd ? cmd.session : undefined;
 }
 
 // ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@
  *   lost meanwhile.
  */
 
-import type { MemberId } from "../raft/index.ts";
+import type { ConfChange, MemberId } from "../raft/index.ts";
 import { assertNever, NO_MEMBER } from "../raft/index.ts";
 import type { Command } from "./command.ts";
 import type { Lessor } from "./lessor.ts";
@@ -103,6 +103,11 @@ export class Replica {
       this.retryWaiting(cp.id, nowMs);
     }
     return res;
+  }
+
+  /** Applies one committed membership change (a conf entry) to the member table. */
+  applyConfChange(index: number, cc: ConfChange): void {
+    this.machine.applyConfChange(index, cc);
   }
 
   /** Brings the lessor's role in step with Raft's (see the contract). */

@@ -141,6 +141,12 @@ export interface WatchHubOptions {
   readonly catchUpRevisionsMax?: number | undefined;
 }
 
+/** Options of `WatchHub.drain`. */
+export interface WatchDrainOptions {
+  /** Hand out only responses at revisions up to this one (absent: everything). */
+  readonly revisionMax?: number | undefined;
+}
+
 /** What `status` reports about one watcher (tests, metrics, the stream layer). */
 export interface WatchStatus {
   readonly state: "synced" | "unsynced" | "canceled";
@@ -382,8 +388,13 @@ export class WatchHub {
    * Up to `responsesMax` responses for one watcher, in order; reads history
    * for an unsynced watcher whose queue is empty. After the canceled
    * response the watcher is forgotten. Unknown id: nothing.
+   *
+   * With `revisionMax`, only what the watcher has for revisions up to it:
+   * the stream layer uses it to send everything through a revision before a
+   * stream-wide progress notification for that revision (etcd sends that one
+   * through the same channel as the events, so it comes after them).
    */
-  drain(id: WatchId, responsesMax: number): WatchResponse[] {
+  drain(id: WatchId, responsesMax: number, options: WatchDrainOptions = {}): WatchResponse[] {
     assert(
       Number.isSafeInteger(responsesMax) && responsesMax >= 1,
       `watch: bad responsesMax ${responsesMax}`,
@@ -392,12 +403,15 @@ export class WatchHub {
     const w = this.watchers.get(id);
     const out: WatchResponse[] = [];
     if (w === undefined) return out;
+    const revisionMax = options.revisionMax ?? Number.MAX_SAFE_INTEGER;
     while (out.length < responsesMax) {
-      if (w.head === w.queue.length && w.state === "unsynced") this.catchUp(w);
+      if (w.head === w.queue.length && w.state === "unsynced" && w.nextRevision <= revisionMax) {
+        this.catchUp(w);
+      }
       const item = w.queue[w.head];
-      if (item === undefined) break;
+      if (item === undefined || item.revision > revisionMax) break;
       if (item.kind === "events") {
-        out.push(this.takeEvents(w));
+        out.push(this.takeEvents(w, revisionMax));
         continue;
       }
       w.head++;
@@ -534,12 +548,12 @@ export class WatchHub {
   }
 
   /** One response from the queued event batches at the head: whole revisions, responseEventsMax when possible. */
-  private takeEvents(w: Watcher): WatchResponse {
+  private takeEvents(w: Watcher, revisionMax: number): WatchResponse {
     const events: KvEvent[] = [];
     let last = asRevision(0);
     for (;;) {
       const item = w.queue[w.head];
-      if (item === undefined || item.kind !== "events") break;
+      if (item === undefined || item.kind !== "events" || item.revision > revisionMax) break;
       if (events.length > 0 && events.length + item.events.length > this.responseEventsMax) break;
       assert(item.revision > last, "watch: queued revisions out of order");
       w.head++;

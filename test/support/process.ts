@@ -121,6 +121,14 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   });
 }
 
+/** A member expected to stop by itself (not reported as a bug); resolves with its exit code. */
+export function expectExit(m: MemberProcess): Promise<number | null> {
+  const child = m.child;
+  stopping.add(child);
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
 /** Kills every member process still running (call in afterAll). */
 export async function killAll(): Promise<void> {
   await Promise.all([...started].map((c) => stopChild(c, "SIGKILL")));
