@@ -39,6 +39,7 @@ import type { Command, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } f
 import { encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
 import type { ConfAnswerStatus, Envelope } from "./envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
+import { QuorumContact } from "./quorum-contact.ts";
 
 /** Durable Raft state (src/storage implements it). */
 export interface StoragePort {
@@ -141,6 +142,8 @@ export class Member {
   /** Called once when a peer tells this member that it was removed from the cluster. */
   onRemoved: () => void = () => {};
   private removedNoticed = false;
+  /** When each voter last spoke in this member's term: the leader's real-time check before keepalives. */
+  private readonly contact = new QuorumContact();
   /** Called when the leader changes (API streams may want to know). */
   onLeaderChange: (leader: MemberId) => void = () => {};
   private lastLeader: MemberId = NO_MEMBER;
@@ -245,6 +248,7 @@ export class Member {
     }
     switch (e.kind) {
       case "raft":
+        if (e.message.term === this.raft.term) this.contact.note(from, e.message.term, this.now());
         this.raft.step(e.message);
         break;
       case "removed":
@@ -273,7 +277,7 @@ export class Member {
         break;
       }
       case "keepAlive":
-        this.replica.keepAlive(this.raft, leaseId(e.lease), this.now(), (a) =>
+        this.keepAliveHere(leaseId(e.lease), (a) =>
           this.sendTo(from, {
             kind: "keepAliveAnswer",
             reqId: e.reqId,
@@ -300,8 +304,9 @@ export class Member {
     this.schedule();
   }
 
-  private sendTo(to: MemberId, e: Envelope): void {
-    this.transport.send(to, encodeEnvelope(e));
+  /** False if the transport did not take the message (it was dropped). */
+  private sendTo(to: MemberId, e: Envelope): boolean {
+    return this.transport.send(to, encodeEnvelope(e));
   }
 
   // ---------------------------------------------------------------- client calls
@@ -460,12 +465,27 @@ export class Member {
   keepAlive(lease: LeaseId): Promise<number> {
     return this.atLeader(
       (answer) =>
-        this.replica.keepAlive(this.raft, lease, this.now(), (a: KeepAliveAnswer) =>
+        this.keepAliveHere(lease, (a: KeepAliveAnswer) =>
           answer(a.kind === "ttl" ? a.ttlSeconds : undefined),
         ),
       (reqId) => ({ kind: "keepAlive", reqId, lease }),
       (e) => (e.kind === "keepAliveAnswer" ? (e.ok ? e.value : undefined) : undefined),
     );
+  }
+
+  /**
+   * The lessor answers, if this member leads AND heard from a quorum within an
+   * election timeout of real time (quorum-contact.ts); otherwise "not the
+   * leader", which the caller retries a heartbeat later.
+   */
+  private keepAliveHere(lease: LeaseId, answer: (a: KeepAliveAnswer) => void): void {
+    const now = this.now();
+    const voters = this.raft.conf.voters;
+    if (!this.contact.hasQuorum(this.id, voters, this.raft.term, now, this.options.electionMs)) {
+      answer({ kind: "notLeader", leader: this.raft.role === "leader" ? NO_MEMBER : this.raft.lead });
+      return;
+    }
+    this.replica.keepAlive(this.raft, lease, now, answer);
   }
 
   /** The lease's granted TTL and the seconds its leader says are left. */
@@ -608,7 +628,16 @@ export class Member {
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
       this.persist(rd);
-      for (const m of rd.messages) this.sendTo(m.to, { kind: "raft", message: m });
+      for (const m of rd.messages) {
+        if (this.sendTo(m.to, { kind: "raft", message: m }) || m.type !== "snap") continue;
+        // Not queued (the peer's queue is full, or the snapshot is larger than a peer message may be):
+        // the leader probes again and resends later instead of waiting out the snapshot timeout.
+        this.log(
+          "warn",
+          `could not send a snapshot of ${m.snapshot.data.length} bytes to member ${m.to.toString(16)}`,
+        );
+        this.raft.reportSnapshot(m.to, false);
+      }
       if (rd.snapshot !== undefined) {
         this.replica.restore(rd.snapshot.data);
         this.snapshotIndex = rd.snapshot.meta.index;

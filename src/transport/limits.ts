@@ -54,12 +54,18 @@ export interface TransportLimits {
   readonly keepAliveMs: number;
 }
 
-/** Defaults: 1 MiB frames (wire.ts), 64 MiB messages, 2 s backoff ceiling. */
+/**
+ * Defaults: 1 MiB frames (wire.ts), 512 MiB messages, 2 s backoff ceiling. A
+ * message is a Raft snapshot at most this big: the state machine's JSON
+ * snapshot cannot be larger anyway (V8's longest string is just under 512 MiB).
+ * It travels in 1 MiB frames, one per write batch, so other traffic and other
+ * peers interleave with it; queues hold references, not copies.
+ */
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = Object.freeze({
-  messageBytesMax: 64 * MiB,
+  messageBytesMax: 512 * MiB,
   queueMessagesMax: 4096,
   // The largest message fits with 16 MiB of ordinary traffic besides it.
-  queueBytesMax: 80 * MiB,
+  queueBytesMax: 528 * MiB,
   writeBatchBytesMax: 1 * MiB,
   inboundConnectionsMax: 128,
   backoffInitialMs: 50,
