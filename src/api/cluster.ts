@@ -4,7 +4,8 @@
  * default in 3.4) and error texts:
  * - MemberAdd: peer URLs must parse (http/https with host and port) and be
  *   used by no member; at most one learner; a voter only if enough members
- *   have started (published their name) to keep a quorum of the grown cluster.
+ *   have started (published their name) to keep a quorum of the grown cluster;
+ *   and only while every voter is connected to this member ("unhealthy cluster").
  * - MemberRemove: a voter only if the started voters left still make a
  *   quorum, and, if the member is connected, the connected voters left too.
  * - MemberPromote: only a learner, only with enough started voters, and only
@@ -19,6 +20,7 @@ import { randomInt } from "node:crypto";
 import type { ConfChange, MemberId } from "../raft/index.ts";
 import { memberId } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
+import { MAX_LEARNERS } from "../server/member.ts";
 import type { MemberRecord } from "../state/index.ts";
 import { encodeMemberContext, MEMBER_TEXT_LENGTH_MAX, MEMBER_URLS_MAX } from "../state/index.ts";
 import { RequestRejected } from "./convert.ts";
@@ -26,8 +28,6 @@ import type { WireMessage } from "./proto.ts";
 
 type W = WireMessage;
 
-/** etcd 3.4 allows one learner at a time. */
-export const MAX_LEARNERS = 1;
 /** Member ids are 48-bit: positive safe integers that fit raft's MemberId (etcd uses 64). */
 const MEMBER_ID_BITS = 48;
 
@@ -71,6 +71,10 @@ export class ClusterApi {
       if (!growingOne && started < quorum(voters.length + 1))
         throw new RequestRejected("MemberNotEnoughStarted", "not enough started members");
     }
+    // etcd's mayAddMember: every voter must be connected, or the grown cluster may be unable to commit.
+    const voters = members.filter((m) => !m.isLearner);
+    if (voters.some((m) => m.id !== this.member.id && !this.options.peerActive(m.id)))
+      throw new RequestRejected("Unhealthy", "a voter is not connected");
     const id = this.newMemberId();
     const cc: ConfChange = {
       kind: isLearner ? "addLearner" : "addVoter",
@@ -113,11 +117,8 @@ export class ClusterApi {
     const started = voters.filter((m) => m.name !== "").length + 1;
     if (started < quorum(voters.length + 1))
       throw new RequestRejected("MemberNotEnoughStarted", "not enough started members");
-    await this.member.changeMembership({
-      kind: "addVoter",
-      member: id,
-      context: encodeMemberContext({ name: target.name, peerUrls: target.peerUrls }),
-    });
+    // No context: a promotion keeps the member's name and URLs.
+    await this.member.changeMembership({ kind: "addVoter", member: id, context: new Uint8Array(0) });
     return { header: this.options.header(), members: this.members().map(memberToWire) };
   }
 

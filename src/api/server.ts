@@ -207,6 +207,11 @@ export class ApiServer {
         stopped: "Stopped",
         tooLarge: "RequestTooLarge",
         learnerNotReady: "LearnerNotReady",
+        memberNotFound: "MemberNotFound",
+        memberExists: "MemberExist",
+        peerUrlExists: "PeerURLExist",
+        tooManyLearners: "TooManyLearners",
+        memberNotLearner: "MemberNotLearner",
       };
       return etcdServiceError(map[err.code]);
     }

@@ -5,7 +5,10 @@
  * leader's lessor). Binary, little-endian, one envelope per transport payload:
  *
  *   u8 kind, then
- *   RAFT          the Raft message (src/raft/codec.ts)
+ *   RAFT          f64 sentAt, f64 echo, the Raft message (src/raft/codec.ts): sentAt is the
+ *                 sender's monotonic clock when it sent; echo is the latest sentAt the sender
+ *                 received from the addressee (-1: none), i.e. a time on the addressee's own
+ *                 clock before which the sender had heard from it (quorum-contact.ts)
  *   PROPOSE       u32 reqId, the entry data (rest)
  *   PROPOSED      u32 reqId, u8 status (0 proposed at `index` in `term`, 1 not leader), f64 index, f64 leader, f64 term
  *   KEEPALIVE     u32 reqId, i64 lease
@@ -13,7 +16,8 @@
  *   TTL           u32 reqId, i64 lease
  *   TTL_ANS       u32 reqId, u8 (0 ok, 1 not found, 2 not leader), f64 granted, f64 remaining, f64 leader
  *   PROPOSE_CONF  u32 reqId, the conf change's entry data (rest; raft/confchange.ts)
- *   CONF_ANS      u32 reqId, u8 (0 proposed, 1 not leader, 2 busy: try again, 3 learner not ready),
+ *   CONF_ANS      u32 reqId, u8 (0 proposed, 1 not leader, 2 busy: try again, 3 learner not ready,
+ *                 4 member not found, 5 member exists, 6 peer URL exists, 7 too many learners, 8 not a learner),
  *                 f64 index, f64 term, f64 leader
  *   REMOVED       nothing (the receiver was removed from the cluster)
  *
@@ -29,7 +33,7 @@ export class EnvelopeError extends Error {
 }
 
 export type Envelope =
-  | { readonly kind: "raft"; readonly message: Message }
+  | { readonly kind: "raft"; readonly sentAt: number; readonly echo: number; readonly message: Message }
   | { readonly kind: "propose"; readonly reqId: number; readonly data: Uint8Array }
   | {
       readonly kind: "proposed";
@@ -70,8 +74,27 @@ export type Envelope =
     };
 
 /** How the leader took a membership change: proposed, not the leader, busy (another change pending), or a promotion of a learner that is behind. */
-export type ConfAnswerStatus = "ok" | "notLeader" | "busy" | "learnerNotReady";
-const CONF_STATUS: readonly ConfAnswerStatus[] = ["ok", "notLeader", "busy", "learnerNotReady"];
+export type ConfAnswerStatus =
+  | "ok"
+  | "notLeader"
+  | "busy"
+  | "learnerNotReady"
+  | "memberNotFound"
+  | "memberExists"
+  | "peerUrlExists"
+  | "tooManyLearners"
+  | "memberNotLearner";
+const CONF_STATUS: readonly ConfAnswerStatus[] = [
+  "ok",
+  "notLeader",
+  "busy",
+  "learnerNotReady",
+  "memberNotFound",
+  "memberExists",
+  "peerUrlExists",
+  "tooManyLearners",
+  "memberNotLearner",
+];
 
 const KIND = {
   raft: 1,
@@ -86,15 +109,21 @@ const KIND = {
   removed: 10,
 } as const;
 
+/** kind, sentAt, echo. */
+const RAFT_HEADER_BYTES = 17;
+
 const TTL_STATUS = ["ok", "notFound", "notLeader"] as const;
 
 export function encodeEnvelope(e: Envelope): Uint8Array {
   switch (e.kind) {
     case "raft": {
       const body = encodeMessage(e.message);
-      const out = new Uint8Array(1 + body.length);
-      out[0] = KIND.raft;
-      out.set(body, 1);
+      const out = new Uint8Array(RAFT_HEADER_BYTES + body.length);
+      const v = view(out);
+      v.setUint8(0, KIND.raft);
+      v.setFloat64(1, e.sentAt, true);
+      v.setFloat64(9, e.echo, true);
+      out.set(body, RAFT_HEADER_BYTES);
       return out;
     }
     case "propose":
@@ -170,8 +199,14 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   };
   switch (bytes[0]) {
     case KIND.raft:
+      if (bytes.length < RAFT_HEADER_BYTES) throw new EnvelopeError("envelope: short raft message");
       try {
-        return { kind: "raft", message: decodeMessage(bytes.subarray(1)) };
+        return {
+          kind: "raft",
+          sentAt: v.getFloat64(1, true),
+          echo: v.getFloat64(9, true),
+          message: decodeMessage(bytes.subarray(RAFT_HEADER_BYTES)),
+        };
       } catch (e) {
         throw new EnvelopeError(`envelope: bad raft message: ${(e as Error).message}`);
       }

@@ -36,7 +36,7 @@ import type {
 } from "../raft/index.ts";
 import { decodeConfChange, encodeConfChange, logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
 import type { Command, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
-import { encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
+import { decodeMemberContext, encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
 import type { ConfAnswerStatus, Envelope } from "./envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
 import { QuorumContact } from "./quorum-contact.ts";
@@ -77,7 +77,12 @@ export class MemberError extends Error {
       | "timeout"
       | "stopped"
       | "tooLarge"
-      | "learnerNotReady",
+      | "learnerNotReady"
+      | "memberNotFound"
+      | "memberExists"
+      | "peerUrlExists"
+      | "tooManyLearners"
+      | "memberNotLearner",
     message: string,
   ) {
     super(message);
@@ -106,6 +111,8 @@ interface Pending<T> {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
+/** etcd 3.4 allows one learner at a time. */
+export const MAX_LEARNERS = 1;
 /** etcd's default --max-request-bytes. */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 
@@ -144,6 +151,8 @@ export class Member {
   private removedNoticed = false;
   /** When each voter last spoke in this member's term: the leader's real-time check before keepalives. */
   private readonly contact = new QuorumContact();
+  /** The latest sentAt each peer stamped on a Raft message to this member (echoed back to it). */
+  private readonly stampFrom = new Map<MemberId, number>();
   /** Called when the leader changes (API streams may want to know). */
   onLeaderChange: (leader: MemberId) => void = () => {};
   private lastLeader: MemberId = NO_MEMBER;
@@ -248,11 +257,16 @@ export class Member {
     }
     switch (e.kind) {
       case "raft":
-        if (e.message.term === this.raft.term) this.contact.note(from, e.message.term, this.now());
+        this.stampFrom.set(from, e.sentAt);
+        // Credited with the time WE sent what the peer had heard when it replied, not the arrival
+        // time: replies that waited in a socket buffer through a stall are old news.
+        if (e.message.term === this.raft.term && e.echo >= 0) this.contact.note(from, e.message.term, e.echo);
         this.raft.step(e.message);
         break;
       case "removed":
-        if (!this.removedNoticed && this.replica.machine.member(this.id) === undefined) {
+        // Sent only by members that applied this member's removal (a committed change): trusted, as
+        // etcd trusts a peer's 410 Gone. This member may never apply the removal itself.
+        if (!this.removedNoticed) {
           this.removedNoticed = true;
           this.onRemoved();
         }
@@ -376,15 +390,9 @@ export class Member {
         };
         const answered = (a: { status: ConfAnswerStatus; index: number; term: number }): void => {
           if (a.status === "ok") this.track(a.index, a.term, pending);
-          else if (a.status === "learnerNotReady")
-            settle(
-              pending,
-              new MemberError(
-                "learnerNotReady",
-                "etcdserver: can only promote a learner member which is in sync with leader",
-              ),
-            );
-          else retry();
+          else if (a.status === "notLeader" || a.status === "busy") retry();
+          else
+            settle(pending, new MemberError(a.status, `etcdserver: membership change refused: ${a.status}`));
         };
         if (this.isLeader) {
           answered(this.proposeConfLocal(cc));
@@ -410,18 +418,38 @@ export class Member {
     });
   }
 
-  /** The leader's side of a membership change. */
+  /**
+   * The leader's side of a membership change. It is checked here against the
+   * leader's member table, which holds every earlier change once Raft accepts
+   * the proposal (it refuses while a change is unapplied: "busy", retried and
+   * checked again), so two changes racing through different members cannot
+   * both pass (etcd checks again at apply: ValidateConfigurationChange). An
+   * add carries the new member's context; a promotion (addVoter of a learner)
+   * carries none.
+   */
   private proposeConfLocal(cc: ConfChange): { status: ConfAnswerStatus; index: number; term: number } {
-    if (this.raft.role !== "leader") return { status: "notLeader", index: 0, term: 0 };
-    if (
-      cc.kind === "addVoter" &&
-      this.raft.conf.learners.includes(cc.member) &&
-      !this.learnerReady(cc.member)
-    )
-      return { status: "learnerNotReady", index: 0, term: 0 };
+    const refuse = (status: ConfAnswerStatus) => ({ status, index: 0, term: 0 });
+    if (this.raft.role !== "leader") return refuse("notLeader");
+    const table = this.replica.machine;
+    const existing = table.member(cc.member);
+    const ctx = decodeMemberContext(cc.context);
+    if (cc.kind === "remove") {
+      if (existing === undefined) return refuse("memberNotFound");
+    } else if (ctx === undefined) {
+      // A promotion.
+      if (cc.kind !== "addVoter" || existing === undefined) return refuse("memberNotFound");
+      if (!existing.isLearner) return refuse("memberNotLearner");
+      if (!this.learnerReady(cc.member)) return refuse("learnerNotReady");
+    } else {
+      if (existing !== undefined || table.memberRemoved(cc.member)) return refuse("memberExists");
+      const used = new Set(table.memberList().flatMap((m) => m.peerUrls));
+      if (ctx.peerUrls.some((u) => used.has(u))) return refuse("peerUrlExists");
+      if (cc.kind === "addLearner" && table.memberList().filter((m) => m.isLearner).length >= MAX_LEARNERS)
+        return refuse("tooManyLearners");
+    }
     const r = this.raft.proposeConfChange(cc);
     if (r.ok) return { status: "ok", index: r.index, term: r.term };
-    return { status: r.reason === "notLeader" ? "notLeader" : "busy", index: 0, term: 0 };
+    return refuse(r.reason === "notLeader" ? "notLeader" : "busy");
   }
 
   /** Whether the learner's log has at least 90% of the leader's (etcd's readiness rule for promotion). */
@@ -629,7 +657,13 @@ export class Member {
       const rd = this.raft.ready();
       this.persist(rd);
       for (const m of rd.messages) {
-        if (this.sendTo(m.to, { kind: "raft", message: m }) || m.type !== "snap") continue;
+        const sent = this.sendTo(m.to, {
+          kind: "raft",
+          sentAt: this.now(),
+          echo: this.stampFrom.get(m.to) ?? -1,
+          message: m,
+        });
+        if (sent || m.type !== "snap") continue;
         // Not queued (the peer's queue is full, or the snapshot is larger than a peer message may be):
         // the leader probes again and resends later instead of waiting out the snapshot timeout.
         this.log(
@@ -704,6 +738,7 @@ export class Member {
       return;
     }
     const res = this.replica.apply(e.index, e.data, this.now());
+    if (res.result.kind === "member") this.onMembershipChange(undefined); // new peer URLs: redial
     if (mine === undefined) return;
     // Same index and term: the very entry proposed (log matching). Equal bytes are not enough: two
     // clients' identical requests (etcd clients have no sessions) would take each other's results.

@@ -1,8 +1,10 @@
 /**
- * The leader's evidence, in real time, that it still leads: when each voter
- * last sent it a message of its current term. A keepalive is answered from the
- * lessor's memory only while a quorum (this member included) was heard from
- * within one election timeout.
+ * The leader's evidence, in real time, that it still leads: for each voter,
+ * the latest time (on the leader's own monotonic clock) such that the voter
+ * was still following it in its current term after that time: the send time
+ * of the leader's message the voter had last received when it replied (peers
+ * echo it: envelope.ts). A keepalive is answered from the lessor's memory only
+ * while a quorum (this member included) is fresh within one election timeout.
  *
  * Why: Raft's check-quorum counts ticks, and ticks are timers. An event loop
  * that stalls (a long GC, a slow disk under a synchronous fsync) delays the
@@ -22,7 +24,10 @@ import type { MemberId } from "../raft/index.ts";
 export class QuorumContact {
   private readonly heard = new Map<MemberId, { term: number; atMs: number }>();
 
-  /** A message of `term` arrived from `from` at `atMs` (monotonic). */
+  /**
+   * `from` sent a message of `term` after it had heard from this member at
+   * `atMs` (this member's monotonic clock: the echo of its own send time).
+   */
   note(from: MemberId, term: number, atMs: number): void {
     this.heard.set(from, { term, atMs });
   }

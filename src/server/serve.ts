@@ -64,6 +64,8 @@ interface Identity {
 interface MembershipDocument {
   readonly clusterId: string;
   readonly members: readonly MemberRecord[];
+  /** Ids removed for good (absent in documents of older members). */
+  readonly removed?: readonly number[];
 }
 
 const IDENTITY_FILE = "member.identity";
@@ -146,6 +148,7 @@ async function start(
       const doc: MembershipDocument = {
         clusterId: identity.clusterId.toString(),
         members: member.machine.memberList(),
+        removed: member.machine.removedMemberIds(),
       };
       return new TextEncoder().encode(JSON.stringify(doc));
     },
@@ -244,16 +247,21 @@ async function start(
   const removed = new Promise<void>((resolve) => {
     markRemoved = resolve;
   });
+  let removing = false;
   const onRemoved = (): void => {
-    if (stopping !== undefined) return;
+    if (stopping !== undefined || removing) return;
+    removing = true;
     log("warn", "the member has been permanently removed from the cluster; stopping");
-    void stop(false).then(markRemoved);
+    // A leader that applied its own removal waits a moment so the commit reaches the others (etcd: 1 s).
+    const delayMs = m.isLeader ? Math.min(1000, config.electionTimeoutMs) : 0;
+    setTimeout(() => void stop(false).then(markRemoved), delayMs);
   };
   m.onRemoved = onRemoved;
-  m.onMembershipChange = (cc) => {
-    if ((cc?.kind === "remove" && cc.member === self) || m.machine.memberRemoved(self)) onRemoved();
+  m.onMembershipChange = () => {
+    if (m.machine.memberRemoved(self)) onRemoved();
     else peers.changed();
   };
+  if (!fresh) void learnFromPeers(new Map(initialPeers), peerTls, config, self, peers, onRemoved, log);
 
   void publish(m, config, () => stopping !== undefined, log);
   return { member: m, clientPorts, stop: () => stop(true), removed };
@@ -286,6 +294,14 @@ class PeerSync {
     });
   }
 
+  /** Peers learned from another member's membership (remotes, as etcd calls them): kept until removed. */
+  addRemotes(members: readonly MemberRecord[]): void {
+    for (const r of members)
+      if (!this.known.has(r.id)) addPeerOf(this.known, this.member.id, r.id, r.peerUrls);
+    this.transport.updatePeers(this.known);
+    this.changed();
+  }
+
   close(): void {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
@@ -299,7 +315,13 @@ class PeerSync {
     for (const r of list) addPeerOf(want, this.member.id, r.id, r.peerUrls);
     const now = performance.now();
     for (const [id, address] of this.known) {
-      if (want.has(id) || !this.member.machine.memberRemoved(id)) continue;
+      if (want.has(id)) continue;
+      if (!this.member.machine.memberRemoved(id)) {
+        // Not in the table, not removed: a member this one has not heard of yet (a snapshot or a
+        // log older than its join). Keep it: it may be the leader that brings the table up to date.
+        want.set(id, address);
+        continue;
+      }
       let until = this.retiring.get(id);
       if (until === undefined) {
         until = now + this.graceMs;
@@ -341,14 +363,49 @@ async function publish(m: Member, config: ServeConfig, stopped: () => boolean, l
       return;
     if (rec !== undefined && m.leader !== 0) {
       try {
-        await m.write({ type: "memberPublish", member: m.id, name: config.name, clientUrls });
-        log("info", `published ${config.name} with client URLs ${clientUrls.join(", ")}`);
-        continue;
+        const out = await m.write({ type: "memberPublish", member: m.id, name: config.name, clientUrls });
+        if (out.result.kind === "member") {
+          log("info", `published ${config.name} with client URLs ${clientUrls.join(", ")}`);
+          continue;
+        }
+        log("warn", `publishing ${config.name} failed: ${out.result.kind}; trying again later`);
       } catch {
         // No leader yet, or it changed: try again below.
       }
     }
     await new Promise<void>((r) => setTimeout(r, config.electionTimeoutMs).unref());
+  }
+}
+
+/**
+ * A restarted member's table may be older than the cluster's (it was down
+ * while members joined): ask the peers it knows for the current membership,
+ * keep the members it did not know as peers, and stop if it was removed.
+ */
+async function learnFromPeers(
+  known: ReadonlyMap<MemberId, PeerAddress>,
+  tls: TransportTls | undefined,
+  config: ServeConfig,
+  self: MemberId,
+  peers: PeerSync,
+  onRemoved: () => void,
+  log: Log,
+): Promise<void> {
+  for (const [id, address] of known) {
+    let doc: MembershipDocument;
+    try {
+      const body = await queryMembership(address, { tls, timeoutMs: config.electionTimeoutMs * 2 });
+      doc = JSON.parse(new TextDecoder().decode(body)) as MembershipDocument;
+    } catch {
+      continue; // down, or starting: the next one, or the log, will do
+    }
+    if (doc.removed?.includes(self)) {
+      log("warn", `member ${id.toString(16)} says this member was removed from the cluster`);
+      onRemoved();
+      return;
+    }
+    peers.addRemotes(doc.members);
+    return;
   }
 }
 

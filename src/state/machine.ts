@@ -260,6 +260,11 @@ export class StateMachine {
     return this.members.get(id);
   }
 
+  /** Every id removed from the cluster, ascending. */
+  removedMemberIds(): number[] {
+    return [...this.members.snapshot().removed];
+  }
+
   /** Whether `id` was removed from the cluster (it may never come back). */
   memberRemoved(id: number): boolean {
     return this.members.isRemoved(id);

@@ -6,10 +6,24 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { logIndex, memberId, term } from "../../src/raft/index.ts";
 import type { Envelope } from "../../src/server/envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "../../src/server/envelope.ts";
 
 const samples: Envelope[] = [
+  {
+    kind: "raft",
+    sentAt: 1234.5,
+    echo: -1,
+    message: {
+      type: "heartbeat",
+      from: memberId(1),
+      to: memberId(2),
+      term: term(3),
+      commit: logIndex(9),
+      context: 0,
+    },
+  },
   { kind: "propose", reqId: 7, data: new Uint8Array([1, 2, 3]) },
   { kind: "proposed", reqId: 8, ok: true, index: 1234, leader: 2 ** 40 + 3, term: 9 },
   { kind: "proposed", reqId: 9, ok: false, index: 0, leader: 5, term: 0 },
@@ -32,12 +46,16 @@ describe("peer envelopes", () => {
     for (const e of samples) {
       const bytes = encodeEnvelope(e);
       if (e.kind === "propose" || e.kind === "proposeConf") continue; // variable length: any tail is data
+      if (e.kind === "raft") {
+        expect(() => decodeEnvelope(bytes.subarray(0, 16))).toThrow(EnvelopeError);
+        continue;
+      }
       expect(() => decodeEnvelope(bytes.subarray(0, bytes.length - 1))).toThrow(EnvelopeError);
       expect(() => decodeEnvelope(Uint8Array.of(...bytes, 0))).toThrow(EnvelopeError);
     }
     expect(() => decodeEnvelope(new Uint8Array(0))).toThrow(EnvelopeError);
     expect(() => decodeEnvelope(Uint8Array.of(200))).toThrow(EnvelopeError);
-    const conf = encodeEnvelope(samples[8]!);
+    const conf = encodeEnvelope(samples.find((e) => e.kind === "confAnswer")!);
     conf[5] = 9;
     expect(() => decodeEnvelope(conf)).toThrow(/conf status 9/);
   });
