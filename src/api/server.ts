@@ -87,7 +87,10 @@ export class ApiServer {
     });
     const api = loadEtcdApi();
     this.grpc.addService(api.services.KV, {
-      Range: this.unary((w) => this.range(w)),
+      Range: this.unary(
+        (w) => this.range(w),
+        (w) => w.serializable === true,
+      ),
       Put: this.unary((w) => this.write({ type: "put", request: putFromWire(w) })),
       DeleteRange: this.unary((w) => this.write({ type: "deleteRange", request: deleteFromWire(w) })),
       Txn: this.unary((w) => this.write({ type: "txn", request: txnFromWire(w) })),
@@ -112,7 +115,10 @@ export class ApiServer {
     });
     this.grpc.addService(api.services.Maintenance, {
       Alarm: this.unary(async () => ({ header: this.header(), alarms: [] })),
-      Status: this.unary(async () => this.status()),
+      Status: this.unary(
+        async () => this.status(),
+        () => true,
+      ),
       Defragment: this.unary(async () => ({ header: this.header() })),
       Hash: this.notCapable(),
       HashKV: this.notCapable(),
@@ -179,16 +185,36 @@ export class ApiServer {
     return header(this.hdr, rev ?? this.member.machine.currentRevision());
   }
 
-  private unary(handler: (w: W) => Promise<W>): Unary {
+  /**
+   * A unary handler. On a learner only what `learnerOk` allows is served
+   * (etcd 3.4: Status and serializable Range); the rest is refused with
+   * "rpc not supported for learner", which clients take as "try another member".
+   */
+  private unary(handler: (w: W) => Promise<W>, learnerOk: (w: W) => boolean = () => false): Unary {
     return (call, callback) => {
       // A conversion error thrown before the first await is an answer too.
       Promise.resolve(call.request)
-        .then(handler)
+        .then((w) => {
+          if (this.isLearner() && !learnerOk(w)) throw new ErrorAnswer("NotSupportedForLearner");
+          return handler(w);
+        })
         .then(
           (res) => callback(null, res),
           (err: unknown) => callback(this.toServiceError(err)),
         );
     };
+  }
+
+  private isLearner(): boolean {
+    return this.member.raft.conf.learners.includes(this.member.id);
+  }
+
+  /** etcd refuses every stream on a learner; true if this one was refused. */
+  private refuseLearnerStream(call: ServerDuplexStream<W, W>): boolean {
+    if (!this.isLearner()) return false;
+    call.on("error", () => {});
+    call.emit("error", etcdServiceError("NotSupportedForLearner"));
+    return true;
   }
 
   private notCapable(): Unary {
@@ -271,6 +297,7 @@ export class ApiServer {
    * with that error.
    */
   private keepAliveStream(call: ServerDuplexStream<W, W>): void {
+    if (this.refuseLearnerStream(call)) return;
     let inFlight = false;
     let halfClosed = false;
     call.on("data", (w: W) => {
@@ -301,6 +328,7 @@ export class ApiServer {
   }
 
   private watchStream(call: ServerDuplexStream<W, W>): void {
+    if (this.refuseLearnerStream(call)) return;
     const stream = new WatchStream(call, {
       hub: this.member.replica.hub,
       header: (rev) => this.header(rev),

@@ -133,7 +133,10 @@ describe("runtime membership", { timeout: 60_000 }, () => {
   });
 
   it("promotes the learner, adds a third voter, and all three serve the same data", async () => {
-    const promoted = await ctl("b", ["member", "promote", idOf("b")]);
+    // A learner serves only Status and serializable reads (etcd 3.4): the promotion goes through a voter.
+    const refused = await ctl("b", ["member", "promote", idOf("b")]);
+    expect(refused.stderr).toContain("etcdserver: rpc not supported for learner");
+    const promoted = await ctl("a", ["member", "promote", idOf("b")]);
     expect(promoted.code, promoted.stderr).toBe(0);
     expect(promoted.stdout).toMatch(new RegExp(`Member\\s+${idOf("b")} promoted`));
     const added = await ctl("b", ["member", "add", "c", `--peer-urls=${peerUrl.get("c")}`]);
