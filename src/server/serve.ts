@@ -442,6 +442,7 @@ async function discover(
       "--initial-cluster-state existing needs the existing members' peer URLs in --initial-cluster",
     );
   const errors: string[] = [];
+  let notListed = false;
   for (let round = 0; round < DISCOVERY_ROUNDS; round++) {
     for (const u of targets) {
       let doc: MembershipDocument;
@@ -457,9 +458,10 @@ async function discover(
       }
       const me = doc.members.find((r) => r.peerUrls.some((p) => mine.has(p)));
       if (me === undefined) {
-        throw new Error(
-          `no member of the cluster at ${u.url} has peer URL ${[...mine].join(",")}: add this member first (etcdctl member add ${config.name} --peer-urls=${[...mine].join(",")})`,
-        );
+        // That member may lag behind the MemberAdd (or be a joiner itself): ask the others too.
+        errors.push(`${u.url}: no member with peer URL ${[...mine].join(",")}`);
+        notListed = true;
+        continue;
       }
       log("info", `learned the membership from ${u.url}: ${doc.members.length} members`);
       return {
@@ -469,6 +471,10 @@ async function discover(
     }
     await new Promise((r) => setTimeout(r, config.electionTimeoutMs));
   }
+  if (notListed)
+    throw new Error(
+      `this member (peer URL ${[...mine].join(",")}) is not in the cluster: add it first (etcdctl member add ${config.name} --peer-urls=${[...mine].join(",")}); ${errors.slice(-targets.length).join("; ")}`,
+    );
   throw new Error(`could not retrieve the cluster's membership: ${errors.slice(-targets.length).join("; ")}`);
 }
 

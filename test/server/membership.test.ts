@@ -130,6 +130,14 @@ describe("runtime membership", { timeout: 60_000 }, () => {
     const unknown = await ctl("a", ["member", "remove", "abcdef"]);
     expect(unknown.stderr).toContain("etcdserver: member not found");
     expect((await memberList("a")).length).toBe(2);
+    // Started with `existing` but never added: it asks the members, is not listed, and exits saying why.
+    peerUrl.set("z", `http://127.0.0.1:${await freePort()}`);
+    const stranger = await start("z", "existing", ["a", "z"]).then(
+      () => "started",
+      (e: Error) => e.message,
+    );
+    expect(stranger).toContain("is not in the cluster: add it first (etcdctl member add z");
+    procs.delete("z");
   });
 
   it("promotes the learner, adds a third voter, and all three serve the same data", async () => {
