@@ -30,6 +30,7 @@ import type {
   Entry,
   HardState,
   MemberId,
+  Message,
   RaftInitialState,
   Ready,
   Snapshot,
@@ -153,6 +154,8 @@ export class Member {
   private readonly contact = new QuorumContact();
   /** The latest sentAt each peer stamped on a Raft message to this member (echoed back to it). */
   private readonly stampFrom = new Map<MemberId, number>();
+  /** Per peer: no snapshot is encoded for it before this time (a send just failed). */
+  private readonly snapshotRetryAt = new Map<MemberId, number>();
   /** Called when the leader changes (API streams may want to know). */
   onLeaderChange: (leader: MemberId) => void = () => {};
   private lastLeader: MemberId = NO_MEMBER;
@@ -316,6 +319,34 @@ export class Member {
       }
     }
     this.schedule();
+  }
+
+  /**
+   * Sends a Raft message. A snapshot the transport does not take (the peer's
+   * queue is full, or it is larger than a peer message may be) is reported to
+   * Raft, which probes and resends later instead of waiting out the snapshot
+   * timeout; after such a failure, snapshots to that peer are not encoded (a
+   * full copy) again for an election timeout.
+   */
+  private sendRaft(m: Message): void {
+    const now = this.now();
+    if (m.type === "snap" && now < (this.snapshotRetryAt.get(m.to) ?? 0)) {
+      this.raft.reportSnapshot(m.to, false);
+      return;
+    }
+    const sent = this.sendTo(m.to, {
+      kind: "raft",
+      sentAt: now,
+      echo: this.stampFrom.get(m.to) ?? -1,
+      message: m,
+    });
+    if (sent || m.type !== "snap") return;
+    this.log(
+      "warn",
+      `could not send a snapshot of ${m.snapshot.data.length} bytes to member ${m.to.toString(16)}`,
+    );
+    this.snapshotRetryAt.set(m.to, now + this.options.electionMs);
+    this.raft.reportSnapshot(m.to, false);
   }
 
   /** False if the transport did not take the message (it was dropped). */
@@ -656,22 +687,7 @@ export class Member {
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
       this.persist(rd);
-      for (const m of rd.messages) {
-        const sent = this.sendTo(m.to, {
-          kind: "raft",
-          sentAt: this.now(),
-          echo: this.stampFrom.get(m.to) ?? -1,
-          message: m,
-        });
-        if (sent || m.type !== "snap") continue;
-        // Not queued (the peer's queue is full, or the snapshot is larger than a peer message may be):
-        // the leader probes again and resends later instead of waiting out the snapshot timeout.
-        this.log(
-          "warn",
-          `could not send a snapshot of ${m.snapshot.data.length} bytes to member ${m.to.toString(16)}`,
-        );
-        this.raft.reportSnapshot(m.to, false);
-      }
+      for (const m of rd.messages) this.sendRaft(m);
       if (rd.snapshot !== undefined) {
         this.replica.restore(rd.snapshot.data);
         this.snapshotIndex = rd.snapshot.meta.index;
