@@ -11,6 +11,10 @@
  * - MemberPromote: only a learner, only with enough started voters, and only
  *   once its log is within 90% of the leader's (checked by the leader).
  * - MemberUpdate: replaces a member's peer URLs (a replicated command).
+ * Whether the change still fits the membership (the id, the peer URLs, the
+ * learner limit, the learner's readiness) is checked by the leader against
+ * its own table just before it proposes (member.ts proposeConfLocal), so
+ * changes racing through different members cannot both pass.
  * Membership changes go through Raft one at a time (member.ts
  * `changeMembership`); the answer comes once this member applied the change.
  * MemberList is this member's applied view, as in etcd 3.4 (not a ReadIndex).
@@ -20,7 +24,6 @@ import { randomInt } from "node:crypto";
 import type { ConfChange, MemberId } from "../raft/index.ts";
 import { memberId } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
-import { MAX_LEARNERS } from "../server/member.ts";
 import type { MemberRecord } from "../state/index.ts";
 import { encodeMemberContext, MEMBER_TEXT_LENGTH_MAX, MEMBER_URLS_MAX } from "../state/index.ts";
 import { RequestRejected } from "./convert.ts";
@@ -58,12 +61,8 @@ export class ClusterApi {
     const peerUrls = parsePeerUrls(w.peerURLs);
     const isLearner = w.isLearner === true;
     const members = this.members();
-    const inUse = new Set(members.flatMap((m) => m.peerUrls));
-    if (peerUrls.some((u) => inUse.has(u))) throw new RequestRejected("PeerURLExist", "peer URL in use");
-    if (isLearner) {
-      if (members.filter((m) => m.isLearner).length >= MAX_LEARNERS)
-        throw new RequestRejected("TooManyLearners", "too many learners");
-    } else {
+    // Peer URLs in use and the learner limit are checked by the leader, against its table (member.ts).
+    if (!isLearner) {
       const voters = members.filter((m) => !m.isLearner);
       const started = voters.filter((m) => m.name !== "").length;
       // etcd lets a started single member grow to two (its documented restore procedure).
@@ -110,8 +109,7 @@ export class ClusterApi {
 
   async promote(w: W): Promise<W> {
     const id = this.existing(w.ID);
-    const target = this.member.machine.member(id)!;
-    if (!target.isLearner) throw new RequestRejected("MemberNotLearner", "not a learner");
+    // Whether it is a learner, and ready, is checked by the leader (member.ts).
     const voters = this.members().filter((m) => !m.isLearner);
     // The learner counts as started (etcd's IsReadyToPromoteMember).
     const started = voters.filter((m) => m.name !== "").length + 1;

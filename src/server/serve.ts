@@ -394,8 +394,7 @@ async function learnFromPeers(
   for (const [id, address] of known) {
     let doc: MembershipDocument;
     try {
-      const body = await queryMembership(address, { tls, timeoutMs: config.electionTimeoutMs * 2 });
-      doc = JSON.parse(new TextDecoder().decode(body)) as MembershipDocument;
+      doc = await askMembership(address, tls, config.electionTimeoutMs * 2);
     } catch {
       continue; // down, or starting: the next one, or the log, will do
     }
@@ -447,11 +446,7 @@ async function discover(
     for (const u of targets) {
       let doc: MembershipDocument;
       try {
-        const body = await queryMembership(
-          { host: u.host, port: u.port },
-          { tls, timeoutMs: config.electionTimeoutMs * 2 },
-        );
-        doc = JSON.parse(new TextDecoder().decode(body)) as MembershipDocument;
+        doc = await askMembership({ host: u.host, port: u.port }, tls, config.electionTimeoutMs * 2);
       } catch (e) {
         errors.push(`${u.url}: ${(e as Error).message}`);
         continue;
@@ -476,6 +471,16 @@ async function discover(
       `this member (peer URL ${[...mine].join(",")}) is not in the cluster: add it first (etcdctl member add ${config.name} --peer-urls=${[...mine].join(",")}); ${errors.slice(-targets.length).join("; ")}`,
     );
   throw new Error(`could not retrieve the cluster's membership: ${errors.slice(-targets.length).join("; ")}`);
+}
+
+/** The membership document of the member at `address` (rejects if it cannot be had). */
+async function askMembership(
+  address: PeerAddress,
+  tls: TransportTls | undefined,
+  timeoutMs: number,
+): Promise<MembershipDocument> {
+  const body = await queryMembership(address, { tls, timeoutMs });
+  return JSON.parse(new TextDecoder().decode(body)) as MembershipDocument;
 }
 
 function peerTlsOf(config: ServeConfig): TransportTls | undefined {
