@@ -14,14 +14,17 @@
  * resume from the revision after the last they saw (clientv3 does).
  */
 
-import type { ServerDuplexStream, ServerUnaryCall, ServiceError, sendUnaryData } from "@grpc/grpc-js";
+import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
 import { MemberError } from "../server/member.ts";
 import type { ClientCommand } from "../state/index.ts";
 import { leaseId, MAX_LEASE_TTL_SECONDS, revision } from "../state/index.ts";
+import { authService } from "./auth.ts";
 import { ClusterApi } from "./cluster.ts";
+import type { ApiHost, CallInfo, Unary } from "./context.ts";
+import { ErrorAnswer } from "./context.ts";
 import type { HeaderSource } from "./convert.ts";
 import {
   deleteFromWire,
@@ -33,8 +36,11 @@ import {
   txnFromWire,
   writeResultToWire,
 } from "./convert.ts";
+import { electionService } from "./election.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
+import { lockService } from "./lock.ts";
+import { maintenanceService } from "./maintenance.ts";
 import type { WireMessage } from "./proto.ts";
 import { loadEtcdApi } from "./proto.ts";
 import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.ts";
@@ -42,9 +48,6 @@ import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.t
 /** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
 export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
-
-/** The API version Status reports: clients gate features on it. */
-export const REPORTED_VERSION = "3.4.0";
 
 export interface ApiServerOptions {
   readonly member: Member;
@@ -58,11 +61,10 @@ export interface ApiServerOptions {
 }
 
 type W = WireMessage;
-type Unary = (call: ServerUnaryCall<W, W>, callback: sendUnaryData<W>) => void;
 
-export class ApiServer {
+export class ApiServer implements ApiHost {
   private readonly grpc: Server;
-  private readonly member: Member;
+  readonly member: Member;
   private readonly options: ApiServerOptions;
   private readonly hdr: HeaderSource;
   private readonly cluster: ClusterApi;
@@ -113,19 +115,7 @@ export class ApiServer {
     this.grpc.addService(api.services.Watch, {
       Watch: (call: ServerDuplexStream<W, W>) => this.watchStream(call),
     });
-    this.grpc.addService(api.services.Maintenance, {
-      Alarm: this.unary(async () => ({ header: this.header(), alarms: [] })),
-      Status: this.unary(
-        async () => this.status(),
-        () => true,
-      ),
-      Defragment: this.unary(async () => ({ header: this.header() })),
-      Hash: this.notCapable(),
-      HashKV: this.notCapable(),
-      Snapshot: (call: { emit: (e: string, err: ServiceError) => void }) =>
-        call.emit("error", etcdServiceError("NotCapable")),
-      MoveLeader: this.notCapable(),
-    });
+    this.grpc.addService(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }));
     this.grpc.addService(api.services.Cluster, {
       MemberAdd: this.unary((w) => this.cluster.add(w)),
       MemberRemove: this.unary((w) => this.cluster.remove(w)),
@@ -133,10 +123,9 @@ export class ApiServer {
       MemberList: this.unary(() => this.cluster.list()),
       MemberPromote: this.unary((w) => this.cluster.promote(w)),
     });
-    const auth = api.services.Auth;
-    const authImpl: Record<string, Unary> = {};
-    for (const name of Object.keys(auth)) authImpl[name] = this.notCapable();
-    this.grpc.addService(auth, authImpl);
+    this.grpc.addService(api.services.Auth, authService(this));
+    this.grpc.addService(api.services.Lock, lockService(this));
+    this.grpc.addService(api.services.Election, electionService(this));
     this.member.onApplied = (restored) => this.onApplied(restored);
   }
 
@@ -181,7 +170,11 @@ export class ApiServer {
 
   // ---------------------------------------------------------------- handlers
 
-  private header(rev?: number): W {
+  log(level: "info" | "warn" | "error", msg: string): void {
+    this.options.log?.(level, msg);
+  }
+
+  header(rev?: number): W {
     return header(this.hdr, rev ?? this.member.machine.currentRevision());
   }
 
@@ -190,13 +183,13 @@ export class ApiServer {
    * (etcd 3.4: Status and serializable Range); the rest is refused with
    * "rpc not supported for learner", which clients take as "try another member".
    */
-  private unary(handler: (w: W) => Promise<W>, learnerOk: (w: W) => boolean = () => false): Unary {
+  unary(handler: (w: W, call: CallInfo) => Promise<W>, learnerOk: (w: W) => boolean = () => false): Unary {
     return (call, callback) => {
       // A conversion error thrown before the first await is an answer too.
       Promise.resolve(call.request)
         .then((w) => {
           if (this.isLearner() && !learnerOk(w)) throw new ErrorAnswer("NotSupportedForLearner");
-          return handler(w);
+          return handler(w, call);
         })
         .then(
           (res) => callback(null, res),
@@ -217,11 +210,7 @@ export class ApiServer {
     return true;
   }
 
-  private notCapable(): Unary {
-    return (_call, callback) => callback(etcdServiceError("NotCapable"));
-  }
-
-  private toServiceError(err: unknown): ServiceError {
+  toServiceError(err: unknown): ServiceError {
     if (err instanceof RequestRejected) return etcdServiceError(err.error);
     if (err instanceof ErrorAnswer) return etcdServiceError(err.etcdError);
     if (err instanceof MemberError) {
@@ -241,7 +230,7 @@ export class ApiServer {
       };
       return etcdServiceError(map[err.code]);
     }
-    this.options.log?.("error", `api: unexpected ${(err as Error)?.stack ?? String(err)}`);
+    this.log("error", `api: unexpected ${(err as Error)?.stack ?? String(err)}`);
     const e = new Error("etcdserver: internal error") as ServiceError;
     e.code = status.INTERNAL;
     return e;
@@ -350,27 +339,5 @@ export class ApiServer {
         s.end(status.UNAVAILABLE, "etcdserver: member state replaced by a snapshot; resume the watch");
       else s.drain();
     }
-  }
-
-  private status(): W {
-    const raft = this.member.raft;
-    return {
-      header: this.header(),
-      version: REPORTED_VERSION,
-      dbSize: String(this.options.dbSize()),
-      leader: String(raft.lead as MemberId),
-      raftIndex: String(raft.log.committed),
-      raftTerm: String(raft.term),
-      raftAppliedIndex: String(raft.log.applied),
-      dbSizeInUse: String(this.options.dbSize()),
-      isLearner: raft.conf.learners.includes(this.member.id),
-    };
-  }
-}
-
-/** A handler's way to answer an etcd error. */
-class ErrorAnswer extends Error {
-  constructor(readonly etcdError: EtcdErrorName) {
-    super(etcdError);
   }
 }

@@ -1,0 +1,63 @@
+/**
+ * What every etcd service implementation (server.ts and the files beside it:
+ * lock.ts, election.ts, maintenance.ts, auth.ts) gets from the API server:
+ * the member, etcd's response header, the one way to turn a handler into a
+ * grpc-js unary method, and the one mapping of failures to etcd's errors.
+ *
+ * Contract:
+ * - A handler answers a response message or throws; it never calls grpc-js
+ *   callbacks itself. `ErrorAnswer` carries an etcd catalogue error; a
+ *   `RequestRejected` (convert.ts) and a `MemberError` are mapped too;
+ *   anything else is logged and answered "etcdserver: internal error".
+ * - `caller(call)` is who makes the call (auth): the user name from the
+ *   call's token or its client certificate's CN, or undefined when auth is
+ *   off. It throws `ErrorAnswer` for a bad token.
+ */
+
+import type {
+  Metadata,
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceError,
+  sendUnaryData,
+} from "@grpc/grpc-js";
+import type { Member } from "../server/member.ts";
+import type { EtcdErrorName } from "./errors.ts";
+import type { WireMessage } from "./proto.ts";
+
+type W = WireMessage;
+
+/** A grpc-js unary method implementation. */
+export type Unary = (call: ServerUnaryCall<W, W>, callback: sendUnaryData<W>) => void;
+/** A grpc-js server-streaming method implementation. */
+export type ServerStream = (call: ServerWritableStream<W, W>) => void;
+/** A grpc-js bidirectional method implementation. */
+export type Bidi = (call: ServerDuplexStream<W, W>) => void;
+
+/** The parts of a call a handler may look at (unary, streaming, or the JSON gateway's). */
+export interface CallInfo {
+  readonly metadata: Metadata;
+  getPeer(): string;
+}
+
+export interface ApiHost {
+  readonly member: Member;
+  /** etcd's ResponseHeader at `rev` (default: the member's current revision). */
+  header(rev?: number): W;
+  /**
+   * A unary method from `handler`. On a learner only what `learnerOk` allows
+   * is served (etcd 3.4: Status and serializable Range).
+   */
+  unary(handler: (w: W, call: CallInfo) => Promise<W>, learnerOk?: (w: W) => boolean): Unary;
+  /** The etcd error for a failure (see the header). */
+  toServiceError(err: unknown): ServiceError;
+  log(level: "info" | "warn" | "error", msg: string): void;
+}
+
+/** A handler's way to answer an etcd error. */
+export class ErrorAnswer extends Error {
+  constructor(readonly etcdError: EtcdErrorName) {
+    super(etcdError);
+  }
+}
