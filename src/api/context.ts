@@ -16,6 +16,7 @@
 
 import type {
   Metadata,
+  MethodDefinition,
   ServerDuplexStream,
   ServerUnaryCall,
   ServerWritableStream,
@@ -39,6 +40,18 @@ export type Bidi = (call: ServerDuplexStream<W, W>) => void;
 export interface CallInfo {
   readonly metadata: Metadata;
   getPeer(): string;
+  /** grpc-js: the client certificate on a TLS connection (`sslPeerCertificate`). */
+  getAuthContext?(): {
+    readonly sslPeerCertificate?: { readonly subject?: { readonly CN?: string | string[] } };
+  };
+}
+
+/** One permission a request needs (etcd's authStore.IsRangePermitted / IsPutPermitted). */
+export interface PermissionCheck {
+  readonly key: Uint8Array;
+  /** etcd's range_end: empty for one key, "\0" for every key from `key` on. */
+  readonly rangeEnd?: Uint8Array | undefined;
+  readonly type: "read" | "write";
 }
 
 export interface ApiHost {
@@ -53,6 +66,20 @@ export interface ApiHost {
   /** The etcd error for a failure (see the header). */
   toServiceError(err: unknown): ServiceError;
   log(level: "info" | "warn" | "error", msg: string): void;
+  /**
+   * Checks that the caller (its token, or its client certificate's CN) may do
+   * all of `checks`; throws an ErrorAnswer (PermissionDenied, InvalidAuthToken,
+   * UserEmpty, ...) if not. Resolves at once while auth is disabled.
+   */
+  authorize(call: CallInfo, checks: readonly PermissionCheck[]): Promise<void>;
+  /** Every method registered, by gRPC path ("/etcdserverpb.KV/Range"): the JSON gateway calls them. */
+  readonly methods: ReadonlyMap<string, RegisteredMethod>;
+}
+
+/** A registered method: its definition (serializers, streaming flags) and its implementation. */
+export interface RegisteredMethod {
+  readonly definition: MethodDefinition<W, W>;
+  readonly implementation: (...args: never[]) => void;
 }
 
 /** A handler's way to answer an etcd error. */

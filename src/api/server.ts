@@ -14,16 +14,23 @@
  * resume from the revision after the last they saw (clientv3 does).
  */
 
-import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
+import type {
+  MethodDefinition,
+  ServerDuplexStream,
+  ServiceDefinition,
+  ServiceError,
+  UntypedServiceImplementation,
+} from "@grpc/grpc-js";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
+import { assert } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
 import { MemberError } from "../server/member.ts";
 import type { ClientCommand } from "../state/index.ts";
 import { leaseId, MAX_LEASE_TTL_SECONDS, revision } from "../state/index.ts";
 import { authService } from "./auth.ts";
 import { ClusterApi } from "./cluster.ts";
-import type { ApiHost, CallInfo, Unary } from "./context.ts";
+import type { ApiHost, CallInfo, PermissionCheck, RegisteredMethod, Unary } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
 import type { HeaderSource } from "./convert.ts";
 import {
@@ -69,6 +76,7 @@ export class ApiServer implements ApiHost {
   private readonly hdr: HeaderSource;
   private readonly cluster: ClusterApi;
   private readonly streams = new Set<WatchStream>();
+  readonly methods = new Map<string, RegisteredMethod>();
 
   constructor(options: ApiServerOptions) {
     this.options = options;
@@ -88,7 +96,7 @@ export class ApiServer implements ApiHost {
       header: () => this.header(),
     });
     const api = loadEtcdApi();
-    this.grpc.addService(api.services.KV, {
+    this.register(api.services.KV, {
       Range: this.unary(
         (w) => this.range(w),
         (w) => w.serializable === true,
@@ -100,7 +108,7 @@ export class ApiServer implements ApiHost {
         this.write({ type: "compact", revision: revision(Number(w.revision ?? 0)) }),
       ),
     });
-    this.grpc.addService(api.services.Lease, {
+    this.register(api.services.Lease, {
       LeaseGrant: this.unary((w) => this.leaseGrant(w)),
       LeaseRevoke: this.unary((w) =>
         this.write({ type: "leaseRevoke", id: leaseId(BigInt(String(w.ID ?? "0"))) }),
@@ -112,20 +120,20 @@ export class ApiServer implements ApiHost {
         return { header: this.header(), leases: ids.map((id) => ({ ID: id.toString() })) };
       }),
     });
-    this.grpc.addService(api.services.Watch, {
+    this.register(api.services.Watch, {
       Watch: (call: ServerDuplexStream<W, W>) => this.watchStream(call),
     });
-    this.grpc.addService(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }));
-    this.grpc.addService(api.services.Cluster, {
+    this.register(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }));
+    this.register(api.services.Cluster, {
       MemberAdd: this.unary((w) => this.cluster.add(w)),
       MemberRemove: this.unary((w) => this.cluster.remove(w)),
       MemberUpdate: this.unary((w) => this.cluster.update(w)),
       MemberList: this.unary(() => this.cluster.list()),
       MemberPromote: this.unary((w) => this.cluster.promote(w)),
     });
-    this.grpc.addService(api.services.Auth, authService(this));
-    this.grpc.addService(api.services.Lock, lockService(this));
-    this.grpc.addService(api.services.Election, electionService(this));
+    this.register(api.services.Auth, authService(this));
+    this.register(api.services.Lock, lockService(this));
+    this.register(api.services.Election, electionService(this));
     this.member.onApplied = (restored) => this.onApplied(restored);
   }
 
@@ -168,7 +176,22 @@ export class ApiServer implements ApiHost {
     });
   }
 
+  /** Adds a service to the gRPC server and to `methods` (the gateway's table). */
+  private register(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+    this.grpc.addService(service, implementation);
+    for (const [name, definition] of Object.entries(service)) {
+      const impl = implementation[name];
+      assert(impl !== undefined, `api: ${definition.path} has no implementation`);
+      this.methods.set(definition.path, {
+        definition: definition as MethodDefinition<W, W>,
+        implementation: impl as RegisteredMethod["implementation"],
+      });
+    }
+  }
+
   // ---------------------------------------------------------------- handlers
+
+  async authorize(_call: CallInfo, _checks: readonly PermissionCheck[]): Promise<void> {}
 
   log(level: "info" | "warn" | "error", msg: string): void {
     this.options.log?.(level, msg);
