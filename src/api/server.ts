@@ -14,6 +14,7 @@
  * resume from the revision after the last they saw (clientv3 does).
  */
 
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type {
   MethodDefinition,
   ServerDuplexStream,
@@ -21,7 +22,7 @@ import type {
   ServiceError,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import { Server, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
 import { assert } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
@@ -46,6 +47,7 @@ import {
 import { electionService } from "./election.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
+import { ClientFront, type FrontTls } from "./front.ts";
 import { lockService } from "./lock.ts";
 import { maintenanceService } from "./maintenance.ts";
 import type { WireMessage } from "./proto.ts";
@@ -63,6 +65,8 @@ export interface ApiServerOptions {
   readonly peerActive?: (id: MemberId) => boolean;
   readonly dbSize: () => number;
   readonly log?: (level: "info" | "warn" | "error", msg: string) => void;
+  /** What answers plain HTTP/1.1 on the client port (the JSON gateway); default: 404. */
+  readonly http?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   /** etcd --experimental-watch-progress-notify-interval; default 10 minutes. */
   readonly watchProgressNotifyIntervalMs?: number | undefined;
 }
@@ -77,6 +81,8 @@ export class ApiServer implements ApiHost {
   private readonly cluster: ClusterApi;
   private readonly streams = new Set<WatchStream>();
   readonly methods = new Map<string, RegisteredMethod>();
+  private readonly fronts: ClientFront[] = [];
+  private readonly httpHandler: (req: IncomingMessage, res: ServerResponse) => void;
 
   constructor(options: ApiServerOptions) {
     this.options = options;
@@ -90,6 +96,7 @@ export class ApiServer implements ApiHost {
       "grpc.max_receive_message_length": MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES,
       "grpc.max_send_message_length": 2 ** 31 - 1,
     });
+    this.httpHandler = options.http ?? notFound;
     this.cluster = new ClusterApi({
       member: this.member,
       peerActive: options.peerActive ?? (() => false),
@@ -138,37 +145,31 @@ export class ApiServer implements ApiHost {
   }
 
   /**
-   * Listens on host:port (port 0: any); resolves with the port bound. With
-   * `tls`, the port speaks TLS (etcd's --cert-file/--key-file); with
-   * `clientCa`, clients must present a certificate that CA signed
-   * (--client-cert-auth with --trusted-ca-file).
+   * Listens on host:port (port 0: any) through the front door (front.ts):
+   * gRPC and HTTP/1.1 on one port; resolves with the port bound. With `tls`,
+   * the port speaks TLS (etcd's --cert-file/--key-file); with `clientCa`,
+   * clients must present a certificate that CA signed (--client-cert-auth
+   * with --trusted-ca-file).
    */
-  listen(
-    host: string,
-    port: number,
-    tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer | undefined },
-  ): Promise<number> {
-    const creds =
-      tls === undefined
-        ? ServerCredentials.createInsecure()
-        : ServerCredentials.createSsl(
-            tls.clientCa ?? null,
-            [{ private_key: tls.key, cert_chain: tls.cert }],
-            tls.clientCa !== undefined,
-          );
-    return new Promise((resolve, reject) => {
-      this.grpc.bindAsync(`${host}:${port}`, creds, (err, bound) => {
-        if (err !== null) reject(err);
-        else resolve(bound);
-      });
-    });
+  async listen(host: string, port: number, tls?: FrontTls): Promise<number> {
+    const front = new ClientFront({ grpc: this.grpc, http: this.httpHandler, tls });
+    const bound = await front.listen(host, port);
+    this.fronts.push(front);
+    return bound;
   }
 
   /** Ends every stream and stops accepting calls. */
   close(): Promise<void> {
     for (const s of this.streams) s.end(status.UNAVAILABLE, "etcdserver: server stopped");
+    const fronts = this.fronts.splice(0);
     return new Promise((resolve) => {
-      this.grpc.tryShutdown(() => resolve());
+      let waiting = fronts.length + 1;
+      const one = (): void => {
+        waiting -= 1;
+        if (waiting === 0) resolve();
+      };
+      for (const f of fronts) f.close().then(one, one);
+      this.grpc.tryShutdown(one);
       setTimeout(() => {
         this.grpc.forceShutdown();
         resolve();
@@ -363,4 +364,8 @@ export class ApiServer implements ApiHost {
       else s.drain();
     }
   }
+}
+
+function notFound(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
 }

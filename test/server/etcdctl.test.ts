@@ -119,6 +119,21 @@ describe("etcdctl against one member", () => {
     expect(out).toBe(want);
   });
 
+  it("endpoint status and health with http:// endpoints and --cluster (grpc-go's authority rewritten at the front door)", async () => {
+    const url = member.clientUrl;
+    const status = await etcdctl(url, ["endpoint", "status"]);
+    expect(status.stderr).toBe("");
+    expect(status.stdout).toMatch(
+      new RegExp(`^${url}, [0-9a-f]+, 3\\.4\\.0, .+, (true|false), false, \\d+, \\d+, \\d+, \\n$`),
+    );
+    const cluster = await etcdctl(url, ["endpoint", "status", "--cluster"]);
+    expect(cluster.stderr).toBe("");
+    expect(cluster.stdout.startsWith(`${url}, `)).toBe(true);
+    const health = await etcdctl(url, ["endpoint", "health", "--cluster"]);
+    // etcdctl 3.4 prints health on stderr.
+    expect(health.stderr).toMatch(new RegExp(`^${url} is healthy: successfully committed proposal: took = `));
+  });
+
   it("answers bad requests with etcd's errors", async () => {
     expect((await ctl(["put", "", "x"])).stderr).toContain("Error: etcdserver: key is not provided");
     expect((await ctl(["get", "foo", "--rev=100000"])).stderr).toContain(
