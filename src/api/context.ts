@@ -24,6 +24,7 @@ import type {
   sendUnaryData,
 } from "@grpc/grpc-js";
 import type { Member } from "../server/member.ts";
+import type { CommandAuth } from "../state/index.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import type { WireMessage } from "./proto.ts";
 
@@ -44,6 +45,14 @@ export interface CallInfo {
   getAuthContext?(): {
     readonly sslPeerCertificate?: { readonly subject?: { readonly CN?: string | string[] } };
   };
+  /**
+   * grpc-js: true once the client cancelled the call or its deadline passed;
+   * "cancelled" is emitted then. Handlers that wait (Lock, Campaign) stop and
+   * clean up on it. Absent (the JSON gateway, for now): never cancelled.
+   */
+  readonly cancelled?: boolean;
+  once?(event: "cancelled", listener: () => void): unknown;
+  removeListener?(event: "cancelled", listener: () => void): unknown;
 }
 
 /** One permission a request needs (etcd's authStore.IsRangePermitted / IsPutPermitted). */
@@ -69,11 +78,23 @@ export interface ApiHost {
   /**
    * Checks that the caller (its token, or its client certificate's CN) may do
    * all of `checks`; throws an ErrorAnswer (PermissionDenied, InvalidAuthToken,
-   * UserEmpty, ...) if not. Resolves at once while auth is disabled.
+   * UserEmpty, ...) if not. No checks: only that there is a caller (etcd's
+   * requireAuthInfo). Resolves at once, with undefined, while auth is disabled.
+   * Resolves with the caller: put it as `auth` on every command the call then
+   * writes (`{ ...command, auth }`), since apply checks writes again for the
+   * caller they carry and refuses one without while auth is on ("user name is
+   * empty"). Reads made after it are not checked again.
    */
-  authorize(call: CallInfo, checks: readonly PermissionCheck[]): Promise<void>;
+  authorize(call: CallInfo, checks: readonly PermissionCheck[]): Promise<CommandAuth | undefined>;
   /** Every method registered, by gRPC path ("/etcdserverpb.KV/Range"): the JSON gateway calls them. */
   readonly methods: ReadonlyMap<string, RegisteredMethod>;
+  /**
+   * Calls `listener` after every Ready in which the member applied entries
+   * (`restored` false) or replaced its state with a snapshot (`restored` true:
+   * the watch hub is a new one; watchers on the old one are gone). Returns
+   * the unsubscribe. Lock and Election waiters re-check their keys then.
+   */
+  subscribeApplied(listener: (restored: boolean) => void): () => void;
 }
 
 /** A registered method: its definition (serializers, streaming flags) and its implementation. */

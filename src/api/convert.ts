@@ -27,6 +27,7 @@ import type {
   TxnRequest,
 } from "../state/index.ts";
 import { leaseId, MAX_LEASE_ID, revision } from "../state/index.ts";
+import { AUTH_ERROR_NAMES } from "./auth.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import type { WireMessage } from "./proto.ts";
 
@@ -232,7 +233,13 @@ export function rangeToWire(r: RangeResult & { ok: true }, h: W): W {
   return { header: h, kvs: r.kvs.map(kvToWire), more: r.more, count: String(r.count) };
 }
 
-function responseOpToWire(op: ResponseOp, h: W): W {
+/**
+ * One op's answer inside a txn. etcd fills only the revision in these headers:
+ * the store's revision as the op saw it (before the txn's first change, the
+ * txn's revision after it); a nested txn's own header stays empty.
+ */
+function responseOpToWire(op: ResponseOp): W {
+  const h: W = op.type === "txn" ? {} : { revision: String(op.response.revision) };
   switch (op.type) {
     case "range":
       return { response_range: rangeToWire({ ok: true, ...op.response }, h) };
@@ -251,7 +258,7 @@ function responseOpToWire(op: ResponseOp, h: W): W {
         response_txn: {
           header: h,
           succeeded: op.response.succeeded,
-          responses: op.response.responses.map((r) => responseOpToWire(r, h)),
+          responses: op.response.responses.map(responseOpToWire),
         },
       };
   }
@@ -288,6 +295,12 @@ export function applyErrorName(result: CommandResult & { kind: "failed" }): Etcd
       return "LeaseTTLTooLarge";
     case "memberNotFound":
       return "MemberNotFound";
+    case "noSpace":
+      return "NoSpace";
+    case "corrupt":
+      return "Corrupt";
+    default:
+      return AUTH_ERROR_NAMES[result.error];
   }
 }
 
@@ -309,7 +322,7 @@ export function writeResultToWire(result: CommandResult, h: (rev: number) => W):
       return {
         header: hh,
         succeeded: result.succeeded,
-        responses: result.responses.map((r) => responseOpToWire(r, hh)),
+        responses: result.responses.map(responseOpToWire),
       };
     }
     case "compact":

@@ -210,6 +210,13 @@ export const ETCD_ERRORS = {
     code: S.INVALID_ARGUMENT,
     message: "etcdserver: authentication failed, invalid user ID or password",
   },
+  // auth/store.go CheckPassword for a user added with no_password: not in v3rpc's error map, so grpc-go
+  // sends the plain Go error with code Unknown (etcd 3.4.23 and release-3.4 alike).
+  NoPasswordUser: {
+    etcdName: "auth.ErrNoPasswordUser",
+    code: S.UNKNOWN,
+    message: "auth: authentication failed, password was given for no password user",
+  },
   PermissionNotGiven: {
     etcdName: "rpctypes.ErrGRPCPermissionNotGiven",
     code: S.INVALID_ARGUMENT,
@@ -321,6 +328,13 @@ export const ETCD_ERRORS = {
     code: S.FAILED_PRECONDITION,
     message: "etcdserver: bad leader transferee",
   },
+  // etcdserver/errors.go: MoveLeader's wait ran out. Not in v3rpc's toGRPCErrorMap, so togRPCError sends
+  // it as code Unknown with the error's text.
+  TimeoutLeaderTransfer: {
+    etcdName: "etcdserver.ErrTimeoutLeaderTransfer",
+    code: S.UNKNOWN,
+    message: "etcdserver: request timed out, leader transfer took too long",
+  },
 
   // v3election (etcdserver/api/v3election/election.go, clientv3/concurrency/election.go).
   ElectionNotLeader: {
@@ -337,6 +351,15 @@ export const ETCD_ERRORS = {
     etcdName: "v3election.ErrMissingLeaderKey",
     code: S.UNKNOWN,
     message: '"leader" field must be provided',
+  },
+  // clientv3/concurrency/mutex.go: the fix of etcd issue 11456, first released in v3.5.0 (etcd 3.4's
+  // Lock has the bug and never answers it). leasehold's Lock answers it when the lock's key is gone
+  // (its lease expired or revoked, or the key deleted) before the lock was acquired.
+  SessionExpired: {
+    etcdName: "concurrency.ErrSessionExpired",
+    code: S.UNKNOWN,
+    message: "mutex: session is expired",
+    since: "v3.5.0",
   },
 } as const satisfies Record<string, EtcdErrorSpec>;
 

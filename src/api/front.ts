@@ -70,6 +70,8 @@ export class ClientFront {
     this.inject = (socket) => injector.injectConnection(socket);
     this.http = createHttpServer(options.http);
     this.http.keepAliveTimeout = 5_000;
+    // A watch or keepalive stream over the gateway may keep its request open for as long as it likes.
+    this.http.requestTimeout = 0;
     const tls = options.tls;
     if (tls === undefined) {
       this.server = createNetServer((socket) => this.sniff(socket));

@@ -1,12 +1,19 @@
 /**
- * The etcd v3 gRPC services of one member, on @grpc/grpc-js: KV, Lease, Watch,
- * Maintenance.Status and Cluster.MemberList (the rest of Maintenance, Cluster,
- * Auth, Lock and Election answer "not capable" until a later issue).
+ * The etcd v3 gRPC services of one member, on @grpc/grpc-js: KV, Lease and
+ * Watch here; Maintenance, Cluster, Auth, Lock and Election in the files
+ * beside it (maintenance.ts, cluster.ts, auth.ts, lock.ts, election.ts).
  *
  * Each handler converts the wire request (convert.ts), calls the member
  * (src/server/member.ts) and answers etcd's response, or etcd's error from the
  * one catalogue (errors.ts). A handler never throws past grpc-js: anything
  * unexpected is logged and answered as an internal error.
+ *
+ * Auth (auth.ts): while auth is enabled every call is checked for its
+ * caller (etcd 3.4, release-3.4): Range and read-only work at the serving
+ * member against its auth store, inside the read; writes carry the caller
+ * and are checked at apply (machine.ts); lease grants, revokes, keepalives,
+ * TimeToLive, Leases, MemberList and Alarm GET need a caller; compaction,
+ * Maintenance (but Alarm GET) and membership changes need root.
  *
  * Watch streams (watch-stream.ts): after every apply the server drains the
  * hub into every stream. When the member's state is replaced by a snapshot,
@@ -18,6 +25,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type {
   MethodDefinition,
   ServerDuplexStream,
+  ServerWritableStream,
   ServiceDefinition,
   ServiceError,
   UntypedServiceImplementation,
@@ -27,9 +35,17 @@ import type { MemberId } from "../raft/index.ts";
 import { assert } from "../raft/index.ts";
 import type { Member } from "../server/member.ts";
 import { MemberError } from "../server/member.ts";
-import type { ClientCommand } from "../state/index.ts";
-import { leaseId, MAX_LEASE_TTL_SECONDS, revision } from "../state/index.ts";
-import { authService } from "./auth.ts";
+import type { ClientCommand, CommandAuth, LeaseId, StateMachine } from "../state/index.ts";
+import {
+  leaseId,
+  leaseReadChecks,
+  leaseWriteChecks,
+  MAX_LEASE_TTL_SECONDS,
+  rangeChecks,
+  revision,
+} from "../state/index.ts";
+import type { PasswordHashCost } from "./auth.ts";
+import { AuthGate, authService } from "./auth.ts";
 import { ClusterApi } from "./cluster.ts";
 import type { ApiHost, CallInfo, PermissionCheck, RegisteredMethod, Unary } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
@@ -49,7 +65,7 @@ import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
 import { ClientFront, type FrontTls } from "./front.ts";
 import { lockService } from "./lock.ts";
-import { maintenanceService } from "./maintenance.ts";
+import { maintenanceService, SpaceQuota } from "./maintenance.ts";
 import type { WireMessage } from "./proto.ts";
 import { loadEtcdApi } from "./proto.ts";
 import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.ts";
@@ -64,12 +80,26 @@ export interface ApiServerOptions {
   /** Whether this member has a live connection to peer `id` (the Cluster service's health checks). */
   readonly peerActive?: (id: MemberId) => boolean;
   readonly dbSize: () => number;
+  /** etcd --quota-backend-bytes (maintenance.ts SpaceQuota): 0 or absent 2 GiB, negative none. */
+  readonly quotaBackendBytes?: number | undefined;
   readonly log?: (level: "info" | "warn" | "error", msg: string) => void;
   /** What answers plain HTTP/1.1 on the client port (the JSON gateway); default: 404. */
   readonly http?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   /** etcd --experimental-watch-progress-notify-interval; default 10 minutes. */
   readonly watchProgressNotifyIntervalMs?: number | undefined;
+  /** etcd --auth-token-ttl in seconds; default 300. */
+  readonly authTokenTtlSeconds?: number | undefined;
+  /** A monotonic clock in ms for auth token lives; default performance.now. */
+  readonly nowMs?: (() => number) | undefined;
+  /** scrypt cost of new password hashes (auth.ts); tests may lower it. */
+  readonly passwordHashCost?: PasswordHashCost | undefined;
 }
+
+/** The commands a client call makes for its caller (all but authenticate, which names its user). */
+type CallerCommand = Exclude<ClientCommand, { readonly type: "authenticate" }>;
+
+/** Who may call a guarded method: root, or anyone auth knows (etcd's requireAuthInfo). */
+type Guard = "admin" | "caller";
 
 type W = WireMessage;
 
@@ -79,14 +109,19 @@ export class ApiServer implements ApiHost {
   private readonly options: ApiServerOptions;
   private readonly hdr: HeaderSource;
   private readonly cluster: ClusterApi;
+  private readonly quota: SpaceQuota;
   private readonly streams = new Set<WatchStream>();
   readonly methods = new Map<string, RegisteredMethod>();
   private readonly fronts: ClientFront[] = [];
   private readonly httpHandler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Callers and their rights (auth.ts). */
+  readonly auth: AuthGate;
+  private readonly appliedListeners = new Set<(restored: boolean) => void>();
 
   constructor(options: ApiServerOptions) {
     this.options = options;
     this.member = options.member;
+    this.quota = new SpaceQuota(this, options.quotaBackendBytes);
     this.hdr = {
       clusterId: options.clusterId,
       memberId: options.member.id,
@@ -100,45 +135,93 @@ export class ApiServer implements ApiHost {
     this.cluster = new ClusterApi({
       member: this.member,
       peerActive: options.peerActive ?? (() => false),
-      header: () => this.header(),
+      // etcd's Cluster service answers headers without a revision.
+      header: () => {
+        const { revision: _, ...h } = this.header();
+        return h;
+      },
+    });
+    this.auth = new AuthGate({
+      member: this.member,
+      tokenTtlSeconds: options.authTokenTtlSeconds,
+      nowMs: options.nowMs,
     });
     const api = loadEtcdApi();
     this.register(api.services.KV, {
       Range: this.unary(
-        (w) => this.range(w),
+        (w, call) => this.range(w, call),
         (w) => w.serializable === true,
       ),
-      Put: this.unary((w) => this.write({ type: "put", request: putFromWire(w) })),
-      DeleteRange: this.unary((w) => this.write({ type: "deleteRange", request: deleteFromWire(w) })),
-      Txn: this.unary((w) => this.write({ type: "txn", request: txnFromWire(w) })),
-      Compact: this.unary((w) =>
-        this.write({ type: "compact", revision: revision(Number(w.revision ?? 0)) }),
+      Put: this.unary((w, call) => this.write(call, { type: "put", request: putFromWire(w) })),
+      DeleteRange: this.unary((w, call) =>
+        this.write(call, { type: "deleteRange", request: deleteFromWire(w) }),
       ),
+      Txn: this.unary((w, call) => this.write(call, { type: "txn", request: txnFromWire(w) })),
+      // release-3.4 (v3rpc/key.go): compaction is root's.
+      Compact: this.unary(async (w, call) => {
+        const caller = await this.auth.authorizeAdmin(call);
+        return this.write(call, { type: "compact", revision: revision(Number(w.revision ?? 0)) }, caller);
+      }),
     });
     this.register(api.services.Lease, {
-      LeaseGrant: this.unary((w) => this.leaseGrant(w)),
-      LeaseRevoke: this.unary((w) =>
-        this.write({ type: "leaseRevoke", id: leaseId(BigInt(String(w.ID ?? "0"))) }),
-      ),
+      LeaseGrant: this.unary((w, call) => this.leaseGrant(w, call)),
+      LeaseRevoke: this.unary(async (w, call) => {
+        const caller = await this.auth.authorize(call, []);
+        return this.write(call, { type: "leaseRevoke", id: leaseId(BigInt(String(w.ID ?? "0"))) }, caller);
+      }),
       LeaseKeepAlive: (call: ServerDuplexStream<W, W>) => this.keepAliveStream(call),
-      LeaseTimeToLive: this.unary((w) => this.leaseTimeToLive(w)),
-      LeaseLeases: this.unary(async () => {
-        const ids = await this.member.read(true, (m) => m.leaseIds());
+      LeaseTimeToLive: this.unary((w, call) => this.leaseTimeToLive(w, call)),
+      LeaseLeases: this.unary(async (_w, call) => {
+        await this.auth.authorize(call, []);
+        const ids = await this.member.read(true, (m) => {
+          const all = m.leaseIds();
+          this.checkLeaseKeys(m, call, all, "read");
+          return all;
+        });
         return { header: this.header(), leases: ids.map((id) => ({ ID: id.toString() })) };
       }),
     });
     this.register(api.services.Watch, {
       Watch: (call: ServerDuplexStream<W, W>) => this.watchStream(call),
     });
-    this.register(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }));
-    this.register(api.services.Cluster, {
-      MemberAdd: this.unary((w) => this.cluster.add(w)),
-      MemberRemove: this.unary((w) => this.cluster.remove(w)),
-      MemberUpdate: this.unary((w) => this.cluster.update(w)),
-      MemberList: this.unary(() => this.cluster.list()),
-      MemberPromote: this.unary((w) => this.cluster.promote(w)),
-    });
-    this.register(api.services.Auth, authService(this));
+    // release-3.4 (v3rpc/maintenance.go authMaintenanceServer): root only, but Alarm GET (any caller).
+    this.register(
+      api.services.Maintenance,
+      this.guarded(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }), {
+        Alarm: (w) => (w.action === 0 ? "caller" : "admin"),
+        Status: "admin",
+        Defragment: "admin",
+        Hash: "admin",
+        HashKV: "admin",
+        Snapshot: "admin",
+        MoveLeader: "admin",
+      }),
+    );
+    // release-3.4 (checkMembershipOperationPermission; v3rpc/member.go): changes are root's, the list anyone's.
+    this.register(
+      api.services.Cluster,
+      this.guarded(
+        api.services.Cluster,
+        {
+          MemberAdd: this.unary((w) => this.cluster.add(w)),
+          MemberRemove: this.unary((w) => this.cluster.remove(w)),
+          MemberUpdate: this.unary((w) => this.cluster.update(w)),
+          MemberList: this.unary(() => this.cluster.list()),
+          MemberPromote: this.unary((w) => this.cluster.promote(w)),
+        },
+        {
+          MemberAdd: "admin",
+          MemberRemove: "admin",
+          MemberUpdate: "admin",
+          MemberList: "caller",
+          MemberPromote: "admin",
+        },
+      ),
+    );
+    this.register(
+      api.services.Auth,
+      authService(this, this.auth, { passwordHashCost: options.passwordHashCost }),
+    );
     this.register(api.services.Lock, lockService(this));
     this.register(api.services.Election, electionService(this));
     this.member.onApplied = (restored) => this.onApplied(restored);
@@ -190,9 +273,63 @@ export class ApiServer implements ApiHost {
     }
   }
 
+  /**
+   * `implementation` with an auth check before each method `rules` names:
+   * root, or any caller; a refusal is the call's answer (stream or unary).
+   */
+  private guarded(
+    service: ServiceDefinition,
+    implementation: UntypedServiceImplementation,
+    rules: Readonly<Record<string, Guard | ((w: W) => Guard)>>,
+  ): UntypedServiceImplementation {
+    const out: UntypedServiceImplementation = { ...implementation };
+    for (const [name, rule] of Object.entries(rules)) {
+      const definition = service[name];
+      const inner = implementation[name] as ((...args: unknown[]) => void) | undefined;
+      assert(definition !== undefined && inner !== undefined, `api: no method ${name} to guard`);
+      assert(!definition.requestStream, `api: ${name} streams requests: not guarded here`);
+      const check = (call: CallInfo, w: W): Promise<unknown> => {
+        const guard = typeof rule === "function" ? rule(w) : rule;
+        return guard === "admin" ? this.auth.authorizeAdmin(call) : this.auth.authorize(call, []);
+      };
+      if (!definition.responseStream) {
+        out[name] = ((call: Parameters<Unary>[0], callback: Parameters<Unary>[1]) => {
+          Promise.resolve()
+            .then(() => check(call, call.request))
+            .then(
+              () => inner(call, callback),
+              (err: unknown) => callback(this.toServiceError(err)),
+            );
+        }) as Unary;
+      } else {
+        out[name] = ((call: ServerWritableStream<W, W>) => {
+          Promise.resolve()
+            .then(() => check(call, call.request))
+            .then(
+              () => inner(call),
+              (err: unknown) => {
+                call.on("error", () => {});
+                call.emit("error", this.toServiceError(err));
+              },
+            );
+        }) as (call: ServerWritableStream<W, W>) => void;
+      }
+    }
+    return out;
+  }
+
   // ---------------------------------------------------------------- handlers
 
-  async authorize(_call: CallInfo, _checks: readonly PermissionCheck[]): Promise<void> {}
+  /** ApiHost.authorize (see context.ts): the caller to stamp on the commands it makes. */
+  authorize(call: CallInfo, checks: readonly PermissionCheck[]): Promise<CommandAuth | undefined> {
+    return this.auth.authorize(call, checks);
+  }
+
+  /** ApiHost.subscribeApplied (see context.ts). */
+  subscribeApplied(listener: (restored: boolean) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
 
   log(level: "info" | "warn" | "error", msg: string): void {
     this.options.log?.(level, msg);
@@ -260,9 +397,14 @@ export class ApiServer implements ApiHost {
     return e;
   }
 
-  private async range(w: W): Promise<W> {
+  private async range(w: W, call: CallInfo): Promise<W> {
     const req = rangeFromWire(w);
-    const res = await this.member.read(w.serializable !== true, (m) => m.range(req));
+    // Waits for the entry of the caller's token if this member is behind; then checks where it reads.
+    await this.auth.caller(call);
+    const res = await this.member.read(w.serializable !== true, (m) => {
+      this.auth.check(m.authStore(), this.auth.callerNow(call), rangeChecks(req));
+      return m.range(req);
+    });
     if (!res.ok)
       throw new ErrorAnswer(
         res.error === "compacted" ? "Compacted" : res.error === "futureRevision" ? "FutureRev" : "EmptyKey",
@@ -270,23 +412,51 @@ export class ApiServer implements ApiHost {
     return rangeToWire(res, this.header(res.revision));
   }
 
-  private async write(command: ClientCommand): Promise<W> {
-    const out = await this.member.write(command);
+  /** Proposes `command` for the caller (checked at apply); `caller` if already identified. */
+  private async write(call: CallInfo, command: CallerCommand, caller?: CommandAuth): Promise<W> {
+    const auth = caller ?? (await this.auth.caller(call));
+    await this.quota.check(command);
+    const out = await this.member.write(auth === undefined ? command : { ...command, auth });
     const answer = writeResultToWire(out.result, (rev) => this.header(rev));
     if (typeof answer === "string") throw new ErrorAnswer(answer);
     return answer;
   }
 
-  private async leaseGrant(w: W): Promise<W> {
+  private async leaseGrant(w: W, call: CallInfo): Promise<W> {
     const ttl = Number(w.TTL ?? 0);
     const id = BigInt(String(w.ID ?? "0"));
     if (id < 0n) throw new ErrorAnswer("LeaseNotFound");
     if (!Number.isSafeInteger(ttl) || ttl > MAX_LEASE_TTL_SECONDS) throw new ErrorAnswer("LeaseTTLTooLarge");
-    return this.write({ type: "leaseGrant", id: leaseId(id), ttlSeconds: Math.max(0, ttl) });
+    const caller = await this.auth.authorize(call, []);
+    return this.write(call, { type: "leaseGrant", id: leaseId(id), ttlSeconds: Math.max(0, ttl) }, caller);
   }
 
-  private async leaseTimeToLive(w: W): Promise<W> {
+  /**
+   * release-3.4 checkLeaseRenew / checkLeaseTimeToLive / checkLeaseLeases:
+   * while auth is on, a caller; unless root, `type` access to every key of
+   * the leases (on this member's state).
+   */
+  private checkLeaseKeys(
+    m: StateMachine,
+    call: CallInfo,
+    ids: readonly LeaseId[],
+    type: "read" | "write",
+  ): void {
+    const store = m.authStore();
+    const caller = this.auth.callerNow(call);
+    if (!store.isEnabled()) return;
+    this.auth.check(store, caller, []);
+    if (store.isAdmin(caller)) return;
+    for (const id of ids) {
+      const keys = m.leaseTimeToLive(id, { keys: true })?.keys ?? [];
+      this.auth.check(store, caller, type === "read" ? leaseReadChecks(keys) : leaseWriteChecks(keys));
+    }
+  }
+
+  private async leaseTimeToLive(w: W, call: CallInfo): Promise<W> {
     const id = leaseId(BigInt(String(w.ID ?? "0")));
+    await this.auth.authorize(call, []);
+    if (w.keys === true) await this.member.read(false, (m) => this.checkLeaseKeys(m, call, [id], "read"));
     const ttl = await this.member.leaseTtl(id);
     if (ttl.remainingSeconds < 0) return { header: this.header(), ID: id.toString(), TTL: "-1" };
     const keys =
@@ -318,20 +488,24 @@ export class ApiServer implements ApiHost {
       inFlight = true;
       const id = leaseId(BigInt(String(w.ID ?? "0")));
       const hdr = this.header();
-      this.member.keepAlive(id).then(
-        (ttl) => {
-          inFlight = false;
-          if (call.cancelled || call.destroyed) return;
-          call.write({ header: hdr, ID: id.toString(), TTL: String(ttl) });
-          if (halfClosed) call.end();
-          else call.resume();
-        },
-        (err: unknown) => {
-          inFlight = false;
-          // grpc-js sends a stream's status only through its "error" event.
-          if (!call.destroyed) call.emit("error", this.toServiceError(err));
-        },
-      );
+      this.auth
+        .caller(call)
+        .then(() => this.checkLeaseKeys(this.member.machine, call, [id], "write"))
+        .then(() => this.member.keepAlive(id))
+        .then(
+          (ttl) => {
+            inFlight = false;
+            if (call.cancelled || call.destroyed) return;
+            call.write({ header: hdr, ID: id.toString(), TTL: String(ttl) });
+            if (halfClosed) call.end();
+            else call.resume();
+          },
+          (err: unknown) => {
+            inFlight = false;
+            // grpc-js sends a stream's status only through its "error" event.
+            if (!call.destroyed) call.emit("error", this.toServiceError(err));
+          },
+        );
     });
     call.on("end", () => {
       halfClosed = true;
@@ -349,6 +523,7 @@ export class ApiServer implements ApiHost {
         this.options.watchProgressNotifyIntervalMs ?? WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
       random: Math.random,
       log: this.options.log,
+      authorize: (key, rangeEnd) => this.auth.watchRefusal(call, key, rangeEnd),
     });
     this.streams.add(stream);
     call.on("close", () => {
@@ -358,6 +533,8 @@ export class ApiServer implements ApiHost {
   }
 
   private onApplied(restored: boolean): void {
+    this.auth.onApplied();
+    for (const listener of [...this.appliedListeners]) listener(restored);
     for (const s of this.streams) {
       if (restored)
         s.end(status.UNAVAILABLE, "etcdserver: member state replaced by a snapshot; resume the watch");

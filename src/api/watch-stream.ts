@@ -11,7 +11,13 @@
  * - A refused create is answered `created` and `canceled` at once, with
  *   watch_id -1 and the reason: empty range ("mvcc: watcher range is
  *   empty"), duplicate id, a negative start_revision (etcd's Compacted
- *   message, since v3.4.38). Unknown filter values are ignored.
+ *   message, since v3.4.38), a range the caller may not read while auth is
+ *   on (etcd's isWatchPermitted, checked after the start and before the
+ *   range: "rpc error: code = PermissionDenied desc = etcdserver: permission
+ *   denied", or the invalid-token, old-revision or empty-user text). A check
+ *   that waits (the caller's token names an entry not applied here yet)
+ *   holds the stream's later requests until it is done, so answers keep
+ *   their order. Unknown filter values are ignored.
  * - A start below the compacted revision creates the watcher (`created`),
  *   then cancels it with compact_revision set, no cancel_reason and header
  *   revision 0 (mvcc sends that response with no revision). Its id stays
@@ -78,6 +84,17 @@ export interface WatchStreamOptions {
   /** A number in [0, 1) for the interval's jitter (Math.random in production). */
   readonly random: () => number;
   readonly log?: ((level: "info" | "warn" | "error", msg: string) => void) | undefined;
+  /**
+   * The auth check of a create on [key, rangeEnd) (server.ts: AuthGate.watchRefusal):
+   * the cancel_reason when the caller may not watch it, undefined when it may,
+   * or a promise of either. Absent: every create is allowed.
+   */
+  readonly authorize?:
+    | ((
+        key: Uint8Array,
+        rangeEnd: Uint8Array | undefined,
+      ) => string | undefined | Promise<string | undefined>)
+    | undefined;
 }
 
 /** One watcher as the stream knows it. */
@@ -200,13 +217,40 @@ export class WatchStream {
   }
 
   private create(w: W): void {
-    const hub = this.hub;
     const start = int64FromWire(w.start_revision);
     // etcd rejects a negative start before anything else (v3.4.38).
     if (start < 0n) {
       this.refuse(WATCH_CANCEL_REASONS.Compacted);
       return;
     }
+    const key = w.key instanceof Uint8Array ? new Uint8Array(w.key) : new Uint8Array(0);
+    const end =
+      w.range_end instanceof Uint8Array && w.range_end.length > 0 ? new Uint8Array(w.range_end) : undefined;
+    const verdict = this.options.authorize?.(key, end);
+    if (!(verdict instanceof Promise)) {
+      if (verdict === undefined) this.open(w, start, key, end);
+      else this.refuse(verdict);
+      return;
+    }
+    // Later requests wait for this one's answer.
+    this.call.pause();
+    verdict
+      .then((reason) => {
+        if (this.ended) return;
+        if (reason === undefined) this.open(w, start, key, end);
+        else this.refuse(reason);
+        this.pump();
+        this.call.resume();
+      })
+      .catch((e: unknown) => {
+        this.options.log?.("error", `watch: unexpected ${(e as Error)?.stack ?? String(e)}`);
+        this.end(status.INTERNAL, "etcdserver: internal error");
+      });
+  }
+
+  /** The rest of a create the caller may make. */
+  private open(w: W, start: bigint, key: Uint8Array, end: Uint8Array | undefined): void {
+    const hub = this.hub;
     // A start past 2^53 is "far in the future" all the same.
     const startRevision = start > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(start);
     const filters: WatchFilter[] = [];
@@ -214,9 +258,6 @@ export class WatchStream {
       const name = typeof f === "number" ? WATCH_FILTERS[f] : undefined;
       if (name !== undefined) filters.push(name);
     }
-    const key = w.key instanceof Uint8Array ? new Uint8Array(w.key) : new Uint8Array(0);
-    const end =
-      w.range_end instanceof Uint8Array && w.range_end.length > 0 ? new Uint8Array(w.range_end) : undefined;
     const prevKv = w.prev_kv === true;
     // mvcc watchStream.Watch checks the range before the id.
     const res = hub.create({

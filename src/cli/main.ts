@@ -5,12 +5,16 @@
 
 import { simMain } from "../sim/cli.ts";
 import { serveMain } from "./serve.ts";
+import { snapshotMain } from "./snapshot.ts";
 
 const USAGE = `usage: leasehold <command> [options]
 
 commands:
   serve   run a member (etcd's flags: --name, --data-dir, --listen-client-urls,
           --initial-cluster, ...; no flags: one member on 127.0.0.1:2379)
+  snapshot restore FILE --data-dir DIR --name N --initial-cluster N=URL,...
+          --initial-advertise-peer-urls URL   a new cluster's member from a
+          snapshot saved with 'etcdctl snapshot save' (etcdctl's flags)
   sim     run the deterministic cluster simulator
           --seeds N [--seed-start S] [--jobs J] [--verbose]   run N seeds
           --seed S [--trace]                                   replay one seed
@@ -25,6 +29,9 @@ export async function main(argv: readonly string[]): Promise<void> {
       return;
     case "sim":
       await simMain(rest);
+      return;
+    case "snapshot":
+      await snapshotMain(rest);
       return;
     case undefined:
     case "help":

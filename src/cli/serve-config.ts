@@ -7,7 +7,7 @@
  *   --initial-cluster-state, --initial-cluster-token, --heartbeat-interval,
  *   --election-timeout, --snapshot-count, --cert-file, --key-file,
  *   --trusted-ca-file, --client-cert-auth, --peer-cert-file, --peer-key-file,
- *   --peer-trusted-ca-file, --peer-client-cert-auth
+ *   --peer-trusted-ca-file, --peer-client-cert-auth, --quota-backend-bytes
  *
  * Both `--flag value` and `--flag=value`. Defaults as etcd's, except that the
  * URLs use 127.0.0.1 (not localhost) and the data directory is
@@ -72,6 +72,11 @@ export interface ServeConfig {
   readonly snapshotCount: number;
   readonly clientTls: TlsFiles | undefined;
   readonly peerTls: TlsFiles | undefined;
+  /**
+   * etcd --quota-backend-bytes as given (default 0): 0 means etcd's default
+   * (2 GiB), a negative value no quota (src/api/maintenance.ts SpaceQuota).
+   */
+  readonly quotaBackendBytes: number;
 }
 
 const OPTIONS = {
@@ -95,6 +100,7 @@ const OPTIONS = {
   "peer-key-file": { type: "string" },
   "peer-trusted-ca-file": { type: "string" },
   "peer-client-cert-auth": { type: "boolean" },
+  "quota-backend-bytes": { type: "string" },
 } as const;
 
 /** etcd's upper bound on --election-timeout. */
@@ -158,6 +164,10 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
       `--election-timeout[${electionTimeoutMs}ms] is too long, and should be set less than 50 seconds`,
     );
   const snapshotCount = int("snapshot-count", str("snapshot-count", "100000"), 1);
+  const quotaText = str("quota-backend-bytes", "0");
+  if (!/^-?[0-9]+$/.test(quotaText) || !Number.isSafeInteger(Number(quotaText)))
+    throw new ConfigError(`--quota-backend-bytes must be a whole number of bytes, got "${quotaText}"`);
+  const quotaBackendBytes = Number(quotaText);
 
   const clientTls = tlsFiles(values, "", [...listenClientUrls, ...advertiseClientUrls]);
   const peerTls = tlsFiles(values, "peer-", [...listenPeerUrls, ...initialAdvertisePeerUrls]);
@@ -183,6 +193,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     snapshotCount,
     clientTls,
     peerTls,
+    quotaBackendBytes,
   };
 }
 

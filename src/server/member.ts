@@ -36,7 +36,14 @@ import type {
   Snapshot,
 } from "../raft/index.ts";
 import { decodeConfChange, encodeConfChange, logIndex, NO_MEMBER, Raft } from "../raft/index.ts";
-import type { Command, CommandResult, KeepAliveAnswer, LeaseId, StateMachine } from "../state/index.ts";
+import type {
+  ApplyResult,
+  Command,
+  CommandResult,
+  KeepAliveAnswer,
+  LeaseId,
+  StateMachine,
+} from "../state/index.ts";
 import { decodeMemberContext, encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
 import type { ConfAnswerStatus, Envelope } from "./envelope.ts";
 import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
@@ -65,6 +72,18 @@ export interface MemberOptions {
   readonly maxRequestBytes?: number;
   readonly now?: () => number;
   readonly log?: (level: "info" | "warn", msg: string) => void;
+}
+
+/** Events the member reports to its metrics (src/api/metrics.ts). Hooks run synchronously and must not throw. */
+export interface MemberObserver {
+  /** A normal entry was applied: its result and how long the apply took. */
+  applied?(result: ApplyResult, seconds: number): void;
+  /** The member learned a new leader (NO_MEMBER: none known). */
+  leaderChanged?(leader: MemberId): void;
+  /** A client write failed after it was accepted (timeout, leader change, stop). */
+  proposalFailed?(): void;
+  /** This member, as leader, renewed a lease for a keepalive. */
+  leaseRenewed?(): void;
 }
 
 /** A client call failed; `code` names the etcd error the API layer answers with (src/api/errors.ts). */
@@ -158,6 +177,8 @@ export class Member {
   private readonly snapshotRetryAt = new Map<MemberId, number>();
   /** Called when the leader changes (API streams may want to know). */
   onLeaderChange: (leader: MemberId) => void = () => {};
+  /** What the metrics count (src/api/metrics.ts sets it); every hook is optional. */
+  observer: MemberObserver = {};
   private lastLeader: MemberId = NO_MEMBER;
   private snapshotIndex: number;
 
@@ -224,6 +245,11 @@ export class Member {
 
   get leader(): MemberId {
     return this.raft.lead;
+  }
+
+  /** Writes proposed by this member and not yet applied (etcd's proposals_pending). */
+  get pendingProposals(): number {
+    return this.proposals.size;
   }
 
   get isLeader(): boolean {
@@ -362,7 +388,11 @@ export class Member {
     if (data.length > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
       return Promise.reject(new MemberError("tooLarge", "etcdserver: request is too large"));
     return new Promise<WriteOutcome>((resolve, reject) => {
-      const pending = this.pending(resolve, reject, "write");
+      const failed = (e: Error): void => {
+        this.observer.proposalFailed?.();
+        reject(e);
+      };
+      const pending = this.pending(resolve, failed, "write");
       const attempt = (triesLeft: number): void => {
         if (this.stopped || pending.settled()) return;
         if (this.isLeader) {
@@ -544,7 +574,10 @@ export class Member {
       answer({ kind: "notLeader", leader: this.raft.role === "leader" ? NO_MEMBER : this.raft.lead });
       return;
     }
-    this.replica.keepAlive(this.raft, lease, now, answer);
+    this.replica.keepAlive(this.raft, lease, now, (a) => {
+      if (a.kind === "ttl" && a.ttlSeconds > 0) this.observer.leaseRenewed?.();
+      answer(a);
+    });
   }
 
   /** The lease's granted TTL and the seconds its leader says are left. */
@@ -725,6 +758,7 @@ export class Member {
         f.answer(undefined);
       }
       this.onLeaderChange(this.lastLeader);
+      this.observer.leaderChanged?.(this.lastLeader);
     }
     if (appliedSomething || restored) this.onApplied(restored);
   }
@@ -753,7 +787,9 @@ export class Member {
         settle(mine.pending, new MemberError("leaderChanged", "etcdserver: leader changed"));
       return;
     }
-    const res = this.replica.apply(e.index, e.data, this.now());
+    const startMs = this.now();
+    const res = this.replica.apply(e.index, e.data, startMs);
+    this.observer.applied?.(res, (this.now() - startMs) / 1000);
     if (res.result.kind === "member") this.onMembershipChange(undefined); // new peer URLs: redial
     if (mine === undefined) return;
     // Same index and term: the very entry proposed (log matching). Equal bytes are not enough: two

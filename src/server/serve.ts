@@ -24,14 +24,14 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
-  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { createHttpHandler, type HttpHandler } from "../api/gateway.ts";
+import { MemberMetrics } from "../api/metrics.ts";
 import { ApiServer } from "../api/server.ts";
 import type { ServeConfig } from "../cli/serve-config.ts";
 import type { MemberId, RaftInitialState } from "../raft/index.ts";
@@ -55,7 +55,7 @@ export interface Running {
 type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
 /** Who this member is, fixed at its first start (etcd keeps it in the WAL metadata). */
-interface Identity {
+export interface Identity {
   readonly memberId: MemberId;
   readonly clusterId: bigint;
 }
@@ -93,7 +93,11 @@ async function start(
   cleanups: (() => Promise<void> | void)[],
 ): Promise<Running> {
   const peerTls = peerTlsOf(config);
-  const { storage, initial: recovered } = openStorage(config.dataDir);
+  // Prometheus metrics (/metrics on the client port), etcd's names where etcd has them.
+  const metrics = new MemberMetrics({ processMetrics: true });
+  const { storage, initial: recovered } = openStorage(config.dataDir, {
+    onWalSync: (seconds) => metrics.observeWalFsync(seconds),
+  });
   cleanups.push(() => storage.close());
   let initial: RaftInitialState = recovered;
   const fresh =
@@ -195,13 +199,21 @@ async function start(
   transport.updatePeers(initialPeers);
   const peers = new PeerSync(m, transport, initialPeers, config.electionTimeoutMs * REMOVED_GRACE_ELECTIONS);
 
+  const dbSize = (): number => m.machine.sizeBytes();
+  metrics.attach({ member: m, dbSize });
+  // The JSON gateway, /health, /version and /metrics answer plain HTTP/1.1 on the client port.
+  let http: HttpHandler | undefined;
   const api = new ApiServer({
+    http: (req, res) => http?.(req, res),
     member: m,
     clusterId: identity.clusterId,
     peerActive: (id) => transport.isActive(id),
-    dbSize: () => dirBytes(config.dataDir),
+    // What the space quota counts (etcd reports its backend's size, which its quota counts).
+    dbSize,
+    quotaBackendBytes: config.quotaBackendBytes,
     log,
   });
+  http = createHttpHandler(api, { metrics, log });
   cleanups.push(() => api.close());
   const clientPorts: number[] = [];
   const t = config.clientTls;
@@ -509,8 +521,8 @@ function readIdentity(dir: string): Identity | undefined {
   return { memberId: memberId(Number.parseInt(v.memberId, 16)), clusterId: BigInt(v.clusterId) };
 }
 
-/** Writes the identity file atomically (write, fsync, rename, fsync the directory). */
-function writeIdentity(dir: string, id: Identity): void {
+/** Writes the identity file atomically (write, fsync, rename, fsync the directory); restore.ts too. */
+export function writeIdentity(dir: string, id: Identity): void {
   const path = join(dir, IDENTITY_FILE);
   const text = `${JSON.stringify({ memberId: id.memberId.toString(16), clusterId: id.clusterId.toString() })}\n`;
   try {
@@ -574,15 +586,4 @@ function processAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
-}
-
-/** Bytes of every file under `dir` (Status's db size: the WAL and the snapshots). */
-function dirBytes(dir: string): number {
-  let total = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += dirBytes(p);
-    else if (e.isFile()) total += statSync(p).size;
-  }
-  return total;
 }

@@ -22,6 +22,9 @@
  * - Semantic checks (empty keys, too many txn ops, duplicate keys, unknown
  *   leases) are NOT codec errors: MvccStore / LeaseTable answer them as
  *   outcomes, as etcd does.
+ * - `auth` (the caller and the auth revision it was identified at, etcd's
+ *   request header) rides on client commands, never on `authenticate` nor on
+ *   the leader's own; apply checks the command's rights for it (auth.ts).
  * - `session` rides on client commands only. Leader-made commands
  *   (`leaseCheckpoint`, `leaseExpire`, and a `leaseRevoke` with `grantIndex`)
  *   are idempotent by themselves: they name the lease incarnation, and a second
@@ -29,6 +32,10 @@
  */
 
 import { assertNever } from "../raft/index.ts";
+import type { AlarmType } from "./alarm.ts";
+import { ALARM_TYPES, MAX_ALARM_MEMBER_ID } from "./alarm.ts";
+import type { Permission, PermissionType } from "./auth.ts";
+import { AUTH_TOKEN_PREFIX_LENGTH } from "./auth.ts";
 import { base64ToBytes, bytesToBase64 } from "./bytes.ts";
 import { MAX_LEASE_ID, MAX_LEASE_TTL_SECONDS } from "./lease.ts";
 import { MAX_CHECKPOINTS_PER_BATCH, MAX_LEASES_PER_REVOKE_BATCH } from "./lessor.ts";
@@ -79,21 +86,38 @@ export interface ExpireItem {
 
 /** What a Raft entry carries. See the file header. */
 export type Command =
-  | { readonly type: "put"; readonly request: PutRequest; readonly session?: ClientSession | undefined }
+  | {
+      readonly type: "put";
+      readonly request: PutRequest;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
   | {
       readonly type: "deleteRange";
       readonly request: DeleteRangeRequest;
       readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
     }
-  | { readonly type: "txn"; readonly request: TxnRequest; readonly session?: ClientSession | undefined }
+  | {
+      readonly type: "txn";
+      readonly request: TxnRequest;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
   /** etcd Compaction at `revision`. */
-  | { readonly type: "compact"; readonly revision: Revision; readonly session?: ClientSession | undefined }
+  | {
+      readonly type: "compact";
+      readonly revision: Revision;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
   /** etcd LeaseGrant; id 0 lets the table choose one from the entry's index. */
   | {
       readonly type: "leaseGrant";
       readonly id: LeaseId;
       readonly ttlSeconds: number;
       readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
     }
   /** etcd LeaseRevoke (no grantIndex), or the leader revoking one expired incarnation (grantIndex set). */
   | {
@@ -101,6 +125,7 @@ export type Command =
       readonly id: LeaseId;
       readonly grantIndex?: number | undefined;
       readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
     }
   /** The leader's checkpoints of remaining TTLs, at most MAX_CHECKPOINTS_PER_BATCH. */
   | { readonly type: "leaseCheckpoint"; readonly checkpoints: readonly CheckpointItem[] }
@@ -114,12 +139,85 @@ export type Command =
       readonly clientUrls: readonly string[];
     }
   /** etcd MemberUpdate: a member's new peer URLs. */
-  | { readonly type: "memberUpdate"; readonly member: number; readonly peerUrls: readonly string[] };
+  | { readonly type: "memberUpdate"; readonly member: number; readonly peerUrls: readonly string[] }
+  /** etcd Alarm ACTIVATE / DEACTIVATE (alarm.ts); `member` is any uint64, JSON: a decimal string. */
+  | {
+      readonly type: "alarm";
+      readonly action: "activate" | "deactivate";
+      readonly member: bigint;
+      readonly alarm: AlarmType;
+    }
+  | AuthCommand;
+
+/**
+ * Who sent a client command, when auth is on (etcd's RequestHeader username
+ * and auth_revision): the user the API layer identified (token or client
+ * certificate) and the auth revision it was identified at. Apply checks the
+ * command's permissions for that user (auth.ts); an older revision fails.
+ */
+export interface CommandAuth {
+  /** Non-empty, at most AUTH_NAME_LENGTH_MAX chars. */
+  readonly user: string;
+  /** >= 1. */
+  readonly revision: number;
+}
+
+/** The etcd Auth service's replicated requests (auth.ts applies them); each may carry a session. */
+export type AuthCommand =
+  | AuthCommandBase<{ readonly type: "authEnable" }>
+  | AuthCommandBase<{ readonly type: "authDisable" }>
+  /** etcd InternalAuthenticateRequest: the token is `tokenPrefix.index`; `authRevision`: when the password was checked. */
+  | {
+      readonly type: "authenticate";
+      readonly user: string;
+      readonly tokenPrefix: string;
+      readonly authRevision: number;
+      readonly session?: ClientSession | undefined;
+    }
+  /** `passwordHash` undefined: etcd's no_password option. */
+  | AuthCommandBase<{
+      readonly type: "authUserAdd";
+      readonly user: string;
+      readonly passwordHash?: string | undefined;
+    }>
+  | AuthCommandBase<{ readonly type: "authUserDelete"; readonly user: string }>
+  | AuthCommandBase<{
+      readonly type: "authUserChangePassword";
+      readonly user: string;
+      readonly passwordHash: string;
+    }>
+  | AuthCommandBase<{ readonly type: "authUserGrantRole"; readonly user: string; readonly role: string }>
+  | AuthCommandBase<{ readonly type: "authUserRevokeRole"; readonly user: string; readonly role: string }>
+  | AuthCommandBase<{ readonly type: "authRoleAdd"; readonly role: string }>
+  | AuthCommandBase<{ readonly type: "authRoleDelete"; readonly role: string }>
+  /** `permission` undefined: the request gave none (etcd answers "permission not given"). */
+  | AuthCommandBase<{
+      readonly type: "authRoleGrantPermission";
+      readonly role: string;
+      readonly permission?: Permission | undefined;
+    }>
+  | AuthCommandBase<{
+      readonly type: "authRoleRevokePermission";
+      readonly role: string;
+      readonly key: Uint8Array;
+      readonly rangeEnd: Uint8Array;
+    }>;
+
+/** An auth management command: a session and the caller (who must be root while auth is on). */
+type AuthCommandBase<T> = T & {
+  readonly session?: ClientSession | undefined;
+  readonly auth?: CommandAuth | undefined;
+};
+
+/** Longest user or role name, in UTF-16 code units. */
+export const AUTH_NAME_LENGTH_MAX = 65_536;
+/** Longest password hash (text made by src/api/auth.ts). */
+export const AUTH_PASSWORD_HASH_LENGTH_MAX = 1024;
 
 /** The commands a client sends, which may carry a session. */
 export type ClientCommand = Exclude<
   Command,
-  { readonly type: "leaseCheckpoint" | "leaseExpire" | "memberPublish" | "memberUpdate" }
+  { readonly type: "leaseCheckpoint" | "leaseExpire" | "memberPublish" | "memberUpdate" | "alarm" }
 >;
 
 /** Most URLs one member may have (of each kind). */
@@ -203,11 +301,81 @@ function commandToJson(cmd: Command): JsonObject {
       o.member = cmd.member;
       o.peerUrls = [...cmd.peerUrls];
       return o;
+    case "alarm":
+      o.action = cmd.action;
+      o.member = cmd.member.toString();
+      o.alarm = cmd.alarm;
+      return o;
+    case "authEnable":
+    case "authDisable":
+    case "authenticate":
+    case "authUserAdd":
+    case "authUserDelete":
+    case "authUserChangePassword":
+    case "authUserGrantRole":
+    case "authUserRevokeRole":
+    case "authRoleAdd":
+    case "authRoleDelete":
+    case "authRoleGrantPermission":
+    case "authRoleRevokePermission":
+      authCommandToJson(cmd, o);
+      break;
     default:
       return assertNever(cmd, "command");
   }
   if (cmd.session !== undefined) o.session = { clientId: cmd.session.clientId, seq: cmd.session.seq };
+  if ("auth" in cmd && cmd.auth !== undefined) o.auth = { user: cmd.auth.user, revision: cmd.auth.revision };
   return o;
+}
+
+/** The fields of an auth command (besides session and auth). */
+function authCommandToJson(cmd: AuthCommand, o: JsonObject): void {
+  switch (cmd.type) {
+    case "authEnable":
+    case "authDisable":
+      return;
+    case "authenticate":
+      o.user = cmd.user;
+      o.tokenPrefix = cmd.tokenPrefix;
+      o.authRevision = cmd.authRevision;
+      return;
+    case "authUserAdd":
+      o.user = cmd.user;
+      put(o, "passwordHash", cmd.passwordHash, same);
+      return;
+    case "authUserDelete":
+      o.user = cmd.user;
+      return;
+    case "authUserChangePassword":
+      o.user = cmd.user;
+      o.passwordHash = cmd.passwordHash;
+      return;
+    case "authUserGrantRole":
+    case "authUserRevokeRole":
+      o.user = cmd.user;
+      o.role = cmd.role;
+      return;
+    case "authRoleAdd":
+    case "authRoleDelete":
+      o.role = cmd.role;
+      return;
+    case "authRoleGrantPermission":
+      o.role = cmd.role;
+      if (cmd.permission !== undefined)
+        o.permission = {
+          type: cmd.permission.type,
+          key: bytesToBase64(cmd.permission.key),
+          rangeEnd: bytesToBase64(cmd.permission.rangeEnd),
+        };
+      return;
+    case "authRoleRevokePermission":
+      o.role = cmd.role;
+      o.key = bytesToBase64(cmd.key);
+      o.rangeEnd = bytesToBase64(cmd.rangeEnd);
+      return;
+    default:
+      assertNever(cmd, "auth command");
+  }
 }
 
 /** Sets `o[name]` to `conv(value)` when the value is defined (absent stays absent). */
@@ -395,6 +563,15 @@ function int64(v: unknown, path: string, min: bigint, max: bigint): bigint {
   return n;
 }
 
+/** A uint64 as a decimal string (an alarm's member id). */
+function uint64(v: unknown, path: string): bigint {
+  if (typeof v !== "string" || !/^(0|[1-9][0-9]{0,19})$/.test(v))
+    fail(path, "expected a decimal uint64 string");
+  const n = BigInt(v);
+  if (n > MAX_ALARM_MEMBER_ID) fail(path, `${v} outside [0, ${MAX_ALARM_MEMBER_ID}]`);
+  return n;
+}
+
 /** Any int64: a put or a compare may name a lease that cannot exist; the store answers that. */
 const anyLease = (v: unknown, path: string): LeaseId => leaseId(int64(v, path, INT64_MIN, INT64_MAX));
 /** A lease the table may hold (or 0): the table asserts this range. */
@@ -554,6 +731,22 @@ function txnFromJson(depth: number): (v: unknown, path: string) => TxnRequest {
   };
 }
 
+/** Declared before COMMAND_TYPES, which spreads it at module load. */
+const AUTH_COMMAND_TYPES: readonly AuthCommand["type"][] = [
+  "authEnable",
+  "authDisable",
+  "authenticate",
+  "authUserAdd",
+  "authUserDelete",
+  "authUserChangePassword",
+  "authUserGrantRole",
+  "authUserRevokeRole",
+  "authRoleAdd",
+  "authRoleDelete",
+  "authRoleGrantPermission",
+  "authRoleRevokePermission",
+];
+
 const COMMAND_TYPES: readonly CommandType[] = [
   "put",
   "deleteRange",
@@ -565,20 +758,35 @@ const COMMAND_TYPES: readonly CommandType[] = [
   "leaseExpire",
   "memberPublish",
   "memberUpdate",
+  "alarm",
+  ...AUTH_COMMAND_TYPES,
 ];
 
 /** Fields of each command type besides v, type (and session for client commands). */
 const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
-  put: ["request", "session"],
-  deleteRange: ["request", "session"],
-  txn: ["request", "session"],
-  compact: ["revision", "session"],
-  leaseGrant: ["id", "ttlSeconds", "session"],
-  leaseRevoke: ["id", "grantIndex", "session"],
+  put: ["request", "session", "auth"],
+  deleteRange: ["request", "session", "auth"],
+  txn: ["request", "session", "auth"],
+  compact: ["revision", "session", "auth"],
+  leaseGrant: ["id", "ttlSeconds", "session", "auth"],
+  leaseRevoke: ["id", "grantIndex", "session", "auth"],
   leaseCheckpoint: ["checkpoints"],
   leaseExpire: ["leases"],
   memberPublish: ["member", "name", "clientUrls"],
   memberUpdate: ["member", "peerUrls"],
+  alarm: ["action", "member", "alarm"],
+  authEnable: ["session", "auth"],
+  authDisable: ["session", "auth"],
+  authenticate: ["user", "tokenPrefix", "authRevision", "session"],
+  authUserAdd: ["user", "passwordHash", "session", "auth"],
+  authUserDelete: ["user", "session", "auth"],
+  authUserChangePassword: ["user", "passwordHash", "session", "auth"],
+  authUserGrantRole: ["user", "role", "session", "auth"],
+  authUserRevokeRole: ["user", "role", "session", "auth"],
+  authRoleAdd: ["role", "session", "auth"],
+  authRoleDelete: ["role", "session", "auth"],
+  authRoleGrantPermission: ["role", "permission", "session", "auth"],
+  authRoleRevokePermission: ["role", "key", "rangeEnd", "session", "auth"],
 };
 
 const memberIdField = (v: unknown, path: string): number => integer(v, path, 1, Number.MAX_SAFE_INTEGER);
@@ -617,7 +825,9 @@ function commandFromJson(v: unknown): Command {
   const o = object(v, "$", ["v", "type", ...COMMAND_FIELDS[type]]);
   const withSession = <C extends Command>(cmd: C): C => {
     const s = optional(o, "session", session);
-    return s === undefined ? cmd : { ...cmd, session: s };
+    const a = optional(o, "auth", commandAuth);
+    const withS = s === undefined ? cmd : { ...cmd, session: s };
+    return a === undefined ? withS : { ...withS, auth: a };
   };
   switch (type) {
     case "put":
@@ -659,7 +869,122 @@ function commandFromJson(v: unknown): Command {
         member: required(o, "member", memberIdField),
         peerUrls: required(o, "peerUrls", list(MEMBER_URLS_MAX, text)),
       };
+    case "alarm":
+      return {
+        type,
+        action: required(o, "action", oneOf(["activate", "deactivate"] as const)),
+        member: required(o, "member", uint64),
+        alarm: required(o, "alarm", oneOf(ALARM_TYPES)),
+      };
+    case "authEnable":
+    case "authDisable":
+    case "authenticate":
+    case "authUserAdd":
+    case "authUserDelete":
+    case "authUserChangePassword":
+    case "authUserGrantRole":
+    case "authUserRevokeRole":
+    case "authRoleAdd":
+    case "authRoleDelete":
+    case "authRoleGrantPermission":
+    case "authRoleRevokePermission":
+      return withSession(authCommandFromJson(type, o));
     default:
       return assertNever(type, "command type");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Auth commands.
+
+/** A user or role name: any string up to AUTH_NAME_LENGTH_MAX (emptiness is the store's answer, as etcd's). */
+function authName(v: unknown, path: string): string {
+  if (typeof v !== "string" || v.length > AUTH_NAME_LENGTH_MAX) {
+    fail(path, `expected a string of at most ${AUTH_NAME_LENGTH_MAX} chars`);
+  }
+  return v;
+}
+
+/** A password hash: printable text of the hash's alphabet (never a password: src/api/auth.ts hashes). */
+function passwordHash(v: unknown, path: string): string {
+  if (typeof v !== "string" || v.length > AUTH_PASSWORD_HASH_LENGTH_MAX || !/^[A-Za-z0-9+/=$.]+$/.test(v)) {
+    fail(path, `expected hash text of at most ${AUTH_PASSWORD_HASH_LENGTH_MAX} chars`);
+  }
+  return v;
+}
+
+function tokenPrefix(v: unknown, path: string): string {
+  if (typeof v !== "string" || !new RegExp(`^[A-Za-z]{${AUTH_TOKEN_PREFIX_LENGTH}}$`).test(v)) {
+    fail(path, `expected ${AUTH_TOKEN_PREFIX_LENGTH} letters`);
+  }
+  return v;
+}
+
+const authRevision = (v: unknown, path: string): number => integer(v, path, 1, Number.MAX_SAFE_INTEGER);
+
+function commandAuth(v: unknown, path: string): CommandAuth {
+  const o = object(v, path, ["user", "revision"]);
+  const user = required(o, "user", authName);
+  if (user === "") fail(`${path}.user`, "expected a non-empty name");
+  return { user, revision: required(o, "revision", authRevision) };
+}
+
+const PERMISSION_TYPES: readonly PermissionType[] = ["read", "write", "readwrite"];
+
+function permission(v: unknown, path: string): Permission {
+  const o = object(v, path, ["type", "key", "rangeEnd"]);
+  return {
+    type: required(o, "type", oneOf(PERMISSION_TYPES)),
+    key: required(o, "key", bytes),
+    rangeEnd: required(o, "rangeEnd", bytes),
+  };
+}
+
+/** An auth command's own fields (session and auth are added by the caller). */
+function authCommandFromJson(type: AuthCommand["type"], o: Obj): AuthCommand {
+  switch (type) {
+    case "authEnable":
+    case "authDisable":
+      return { type };
+    case "authenticate":
+      return {
+        type,
+        user: required(o, "user", authName),
+        tokenPrefix: required(o, "tokenPrefix", tokenPrefix),
+        authRevision: required(o, "authRevision", authRevision),
+      };
+    case "authUserAdd": {
+      const user = required(o, "user", authName);
+      const hash = optional(o, "passwordHash", passwordHash);
+      return hash === undefined ? { type, user } : { type, user, passwordHash: hash };
+    }
+    case "authUserDelete":
+      return { type, user: required(o, "user", authName) };
+    case "authUserChangePassword":
+      return {
+        type,
+        user: required(o, "user", authName),
+        passwordHash: required(o, "passwordHash", passwordHash),
+      };
+    case "authUserGrantRole":
+    case "authUserRevokeRole":
+      return { type, user: required(o, "user", authName), role: required(o, "role", authName) };
+    case "authRoleAdd":
+    case "authRoleDelete":
+      return { type, role: required(o, "role", authName) };
+    case "authRoleGrantPermission": {
+      const role = required(o, "role", authName);
+      const perm = optional(o, "permission", permission);
+      return perm === undefined ? { type, role } : { type, role, permission: perm };
+    }
+    case "authRoleRevokePermission":
+      return {
+        type,
+        role: required(o, "role", authName),
+        key: required(o, "key", bytes),
+        rangeEnd: required(o, "rangeEnd", bytes),
+      };
+    default:
+      return assertNever(type, "auth command type");
   }
 }

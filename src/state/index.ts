@@ -4,6 +4,45 @@
  * argument and is not replicated). Deterministic: same commands in, same state out.
  */
 
+export type { Alarm, AlarmSnapshotEntry, AlarmType } from "./alarm.ts";
+export {
+  ALARM_TYPES,
+  AlarmTable,
+  MAX_ALARM_MEMBER_ID,
+  QUOTA_KV_OVERHEAD_BYTES,
+  QUOTA_LEASE_OVERHEAD_BYTES,
+  quotaCostBytes,
+} from "./alarm.ts";
+export type {
+  AccessCheck,
+  AuthApplyOutcome,
+  AuthError,
+  AuthRole,
+  AuthStoreSnapshot,
+  AuthToken,
+  AuthUser,
+  AuthView,
+  LeaseKeys,
+  Permission,
+  PermissionType,
+} from "./auth.ts";
+export {
+  AUTH_TOKEN_PREFIX_LENGTH,
+  AUTH_TOKENS_MAX,
+  AuthStore,
+  compareNames,
+  deleteChecks,
+  FIRST_AUTH_REVISION,
+  isValidPermissionRange,
+  leaseReadChecks,
+  leaseWriteChecks,
+  permissionsAllow,
+  putChecks,
+  ROOT_ROLE,
+  ROOT_USER,
+  rangeChecks,
+  txnChecks,
+} from "./auth.ts";
 export {
   base64ToBytes,
   bytesEqual,
@@ -17,15 +56,19 @@ export {
   RANGE_END_TO_END,
 } from "./bytes.ts";
 export type {
+  AuthCommand,
   CheckpointItem,
   ClientCommand,
   ClientSession,
   Command,
+  CommandAuth,
   CommandType,
   DecodeOutcome,
   ExpireItem,
 } from "./command.ts";
 export {
+  AUTH_NAME_LENGTH_MAX,
+  AUTH_PASSWORD_HASH_LENGTH_MAX,
   COMMAND_FORMAT_VERSION,
   COMMAND_TXN_DEPTH_MAX,
   CommandDecodeError,
@@ -36,6 +79,7 @@ export {
   SESSION_CLIENT_ID_LENGTH_MAX,
   tryDecodeCommand,
 } from "./command.ts";
+export { Crc32cWriter, crc32c, crc32cUpdate } from "./crc32c.ts";
 export type {
   CheckpointOutcome,
   GrantOutcome,
@@ -90,6 +134,7 @@ export type {
   DeleteRangeResponse,
   DeleteRangeResult,
   EventsSinceResult,
+  HashKvResult,
   KeyRange,
   MvccError,
   MvccOptions,
@@ -115,6 +160,7 @@ export {
   checkTxnRequest,
   describeEvent,
   FIRST_REVISION,
+  MVCC_CHANGE_OVERHEAD_BYTES,
   MvccStore,
   NEVER_COMPACTED,
   NO_LEASES,

@@ -28,13 +28,35 @@
  * - Snapshot: the whole state (MVCC, leases, sessions with their stored
  *   results, applied index) as UTF-8 JSON in a canonical order; `restore`
  *   gives a machine no observer can tell from the one that made it.
+ * - Alarms (alarm.ts) are replicated state: raised and cleared by "alarm"
+ *   commands, kept in snapshots (a snapshot without them restores with
+ *   none). While NOSPACE is active, commands with a quota cost (puts, txns
+ *   that put, lease grants) fail with "noSpace"; while CORRUPT is active,
+ *   client writes, compactions, grants and revokes fail with "corrupt"
+ *   (etcd's applierV3Capped / applierV3Corrupt; etcd's last raised alarm
+ *   picks the applier, here CORRUPT wins whenever it is active). The
+ *   leader's own lease duties (expiry, checkpoints) are never refused.
+ * - Auth (auth.ts) is replicated state: users, roles, permissions, the auth
+ *   revision and the tokens, in snapshots (absent: auth off, no users). While
+ *   auth is enabled every client command is checked at apply for the caller
+ *   it carries (`auth`, etcd's request header): key permissions for KV
+ *   writes (nested txns included), root for compaction and for auth
+ *   management, a caller for lease grants, write access to a lease's keys for
+ *   its revoke; a caller identified at an older auth revision is refused
+ *   (etcd's ErrAuthOldRevision), so a revoke racing a write is safe. A
+ *   refusal changes nothing and is answered like any failure.
  */
 
 import type { ConfChange, MemberId } from "../raft/index.ts";
 import { assert, assertNever, memberId } from "../raft/index.ts";
+import type { Alarm, AlarmSnapshotEntry, AlarmType } from "./alarm.ts";
+import { AlarmTable, QUOTA_LEASE_OVERHEAD_BYTES, quotaCostBytes } from "./alarm.ts";
+import type { AuthError, AuthStoreSnapshot, AuthView, LeaseKeys } from "./auth.ts";
+import { AuthStore, deleteChecks, leaseWriteChecks, putChecks, txnChecks } from "./auth.ts";
 import { base64ToBytes, bytesToBase64 } from "./bytes.ts";
-import type { ClientSession, Command, CommandType } from "./command.ts";
+import type { AuthCommand, ClientSession, Command, CommandType } from "./command.ts";
 import { tryDecodeCommand } from "./command.ts";
+import { crc32c } from "./crc32c.ts";
 import type { LeaseInfo, LeaseTableSnapshot, LeaseTimeToLiveInfo } from "./lease.ts";
 import { LeaseTable } from "./lease.ts";
 import type { LeaseCheckpoint } from "./lessor.ts";
@@ -43,6 +65,7 @@ import type { MemberRecord, MemberTableSnapshot } from "./members.ts";
 import { MemberTable } from "./members.ts";
 import type {
   EventsSinceResult,
+  HashKvResult,
   KeyRange,
   MvccError,
   MvccSnapshot,
@@ -71,7 +94,17 @@ export interface ResponseHeader {
  * - ttlTooLarge: "etcdserver: too large lease TTL"
  * - leaseNotFound (revoke): "etcdserver: requested lease not found"
  */
-export type ApplyError = MvccError | "leaseExists" | "ttlTooLarge" | "memberNotFound";
+export type ApplyError =
+  | MvccError
+  /** Auth refused the command, or an auth command failed (auth.ts). */
+  | AuthError
+  | "leaseExists"
+  | "ttlTooLarge"
+  | "memberNotFound"
+  /** NOSPACE is active: "etcdserver: mvcc: database space exceeded". */
+  | "noSpace"
+  /** CORRUPT is active: "etcdserver: corrupt cluster". */
+  | "corrupt";
 
 /** The answer to one applied entry, etcd-shaped. */
 export type CommandResult =
@@ -119,6 +152,10 @@ export type CommandResult =
   | { readonly kind: "noop"; readonly header: ResponseHeader }
   /** memberPublish / memberUpdate applied. */
   | { readonly kind: "member"; readonly header: ResponseHeader }
+  /** etcd AlarmResponse: the alarm activated (or already active) or deactivated; none if nothing matched. */
+  | { readonly kind: "alarm"; readonly header: ResponseHeader; readonly alarms: readonly Alarm[] }
+  /** An auth command applied; `token` for authenticate. */
+  | { readonly kind: "auth"; readonly header: ResponseHeader; readonly token?: string | undefined }
   | {
       readonly kind: "failed";
       readonly header: ResponseHeader;
@@ -164,6 +201,10 @@ interface MachineSnapshot {
   readonly sessions: readonly SessionSnapshotEntry[];
   /** Absent in snapshots written before the member table existed. */
   readonly members?: MemberTableSnapshot;
+  /** Absent in snapshots written before alarms existed (none active). */
+  readonly alarms?: readonly AlarmSnapshotEntry[];
+  /** Absent in snapshots written before auth existed (auth off, no users or roles). */
+  readonly auth?: AuthStoreSnapshot;
 }
 
 const encoder = new TextEncoder();
@@ -183,6 +224,8 @@ export class StateMachine {
   private leases: LeaseTable;
   private sessions: SessionTable<CommandResult>;
   private members = new MemberTable();
+  private alarms = new AlarmTable();
+  private auth = new AuthStore();
   /** The index of the last entry applied (0: none). Invariant: only grows. */
   private applied: number;
   private readonly writeOptions: WriteOptions;
@@ -318,6 +361,11 @@ export class StateMachine {
   }
 
   /** The lease table, for Lessor.becomeLeader only: never mutate it. */
+  /** The auth store, for the API layer's checks and reads only: never mutate it. */
+  authStore(): AuthView {
+    return this.auth;
+  }
+
   leaseTable(): LeaseTable {
     return this.leases;
   }
@@ -332,6 +380,38 @@ export class StateMachine {
     return this.sessions.size;
   }
 
+  /** The active alarms (of one type, or all), by member id then type (etcd Alarm GET). */
+  alarmList(alarm?: AlarmType): Alarm[] {
+    return this.alarms.list(alarm);
+  }
+
+  /**
+   * The size the space quota counts (etcd: the backend's size): the MVCC
+   * store's (mvcc.ts sizeBytes: every kept version with its history) plus
+   * QUOTA_LEASE_OVERHEAD_BYTES per lease. Grows with writes, shrinks with
+   * compaction and revokes. O(1).
+   */
+  sizeBytes(): number {
+    return this.mvcc.sizeBytes() + this.leases.size * QUOTA_LEASE_OVERHEAD_BYTES;
+  }
+
+  /** etcd HashKV at `rev` (0: current); see MvccStore.hashKv. */
+  hashKv(rev: Revision): HashKvResult {
+    return this.mvcc.hashKv(rev);
+  }
+
+  /**
+   * etcd Hash: a CRC-32C of the whole replicated state (the snapshot) except
+   * the applied index, as etcd's leaves out its consistent index: replicas
+   * that applied the same entries agree, and entries that change nothing
+   * (a leader's no-op, a failed request) leave it alone. O(state).
+   */
+  stateHash(): number {
+    const snap = JSON.parse(decoder.decode(this.snapshot())) as Record<string, unknown>;
+    delete snap.appliedIndex;
+    return crc32c(encoder.encode(JSON.stringify(snap)));
+  }
+
   // -- snapshot ----------------------------------------------------------------
 
   /** The whole state as canonical UTF-8 JSON. */
@@ -343,6 +423,8 @@ export class StateMachine {
       leases: this.leases.snapshot(),
       sessions: this.sessions.snapshot(toTagged),
       members: this.members.snapshot(),
+      alarms: this.alarms.snapshot(),
+      auth: this.auth.snapshot(),
     };
     return encoder.encode(JSON.stringify(snap));
   }
@@ -365,7 +447,56 @@ export class StateMachine {
     m.leases = LeaseTable.restore(snap.leases, leaseOptions(options));
     m.sessions = SessionTable.restore(snap.sessions, (r) => fromTagged(r) as CommandResult, options.sessions);
     m.members = MemberTable.restore(snap.members);
+    m.alarms = AlarmTable.restore(snap.alarms);
+    m.auth = AuthStore.restore(snap.auth);
     m.applied = snap.appliedIndex;
+    return m;
+  }
+
+  /**
+   * etcd's `snapshot restore`: the state of `data` (a snapshot() of any
+   * member, of any cluster) as the first state of a NEW cluster. Kept: the
+   * key space with its history, the leases (each starting over with its full
+   * TTL, as if granted at the founders' last index, as etcd's restore
+   * re-grants them), the alarms (as etcd keeps them: disarm to clear) and
+   * everything else replicated (auth users and roles included); dropped: the
+   * auth tokens, the member table and the client
+   * sessions. Then `founders` are applied at indexes 1..n, exactly as a
+   * new cluster's bootstrap entries (raft bootstrapState) would be, so the
+   * result is the state at index n. Malformed data fails an assertion: the
+   * caller checked the file's checksum first.
+   */
+  static restoreAsNewCluster(
+    data: Uint8Array,
+    founders: readonly ConfChange[],
+    options: StateMachineOptions = {},
+  ): StateMachine {
+    let snap: MachineSnapshot;
+    try {
+      snap = JSON.parse(decoder.decode(data)) as MachineSnapshot;
+    } catch (e) {
+      assert(false, `machine snapshot: not UTF-8 JSON (${String(e)})`);
+    }
+    assert(snap.formatVersion === 1, `machine snapshot: unknown format ${String(snap.formatVersion)}`);
+    assert(founders.length > 0, "machine: a new cluster needs a founding member");
+    const grantIndex = founders.length;
+    const { members: _members, ...rest } = snap;
+    const fresh: MachineSnapshot = {
+      ...rest,
+      appliedIndex: 0,
+      sessions: [],
+      leases: {
+        ...snap.leases,
+        leases: snap.leases.leases.map((l) => ({ ...l, remainingTtlSeconds: l.ttlSeconds, grantIndex })),
+      },
+      // Auth tokens name entries of the old log (etcd keeps them in memory only): the users log in again.
+      ...(snap.auth === undefined ? {} : { auth: { ...snap.auth, tokens: [] } }),
+    };
+    const m = StateMachine.restore(encoder.encode(JSON.stringify(fresh)), options);
+    founders.forEach((cc, i) => {
+      assert(cc.kind === "addVoter", "machine: founders are voters");
+      m.applyConfChange(i + 1, cc);
+    });
     return m;
   }
 
@@ -380,6 +511,10 @@ export class StateMachine {
   }
 
   private run(cmd: Command, index: number, fx: Effects): CommandResult {
+    const refused = this.alarmRefusal(cmd);
+    if (refused !== undefined) return this.failed(cmd.type, refused);
+    const denied = this.authRefusal(cmd);
+    if (denied !== undefined) return this.failed(cmd.type, denied);
     switch (cmd.type) {
       case "put": {
         const r = this.mvcc.put(cmd.request, this.writeOptions);
@@ -475,9 +610,111 @@ export class StateMachine {
         if (!this.members.update(memberId(cmd.member), cmd.peerUrls))
           return this.failed(cmd.type, "memberNotFound");
         return { kind: "member", header: this.header() };
+      case "authEnable":
+      case "authDisable":
+      case "authenticate":
+      case "authUserAdd":
+      case "authUserDelete":
+      case "authUserChangePassword":
+      case "authUserGrantRole":
+      case "authUserRevokeRole":
+      case "authRoleAdd":
+      case "authRoleDelete":
+      case "authRoleGrantPermission":
+      case "authRoleRevokePermission":
+        return this.runAuth(cmd, index);
+      case "alarm": {
+        const changed =
+          cmd.action === "activate"
+            ? this.alarms.activate(cmd.member, cmd.alarm).alarm
+            : this.alarms.deactivate(cmd.member, cmd.alarm);
+        return { kind: "alarm", header: this.header(), alarms: changed === undefined ? [] : [changed] };
+      }
       default:
         return assertNever(cmd, "command");
     }
+  }
+
+  private runAuth(cmd: AuthCommand, index: number): CommandResult {
+    const r = this.auth.apply(cmd, index);
+    if (!r.ok) return this.failed(cmd.type, r.error);
+    return r.token === undefined
+      ? { kind: "auth", header: this.header() }
+      : { kind: "auth", header: this.header(), token: r.token };
+  }
+
+  /** Why auth refuses `cmd` for the caller it carries (see the file header), if it does. */
+  private authRefusal(cmd: Command): AuthError | undefined {
+    const auth = this.auth;
+    if (!auth.isEnabled()) return undefined;
+    const noKeys: LeaseKeys = () => [];
+    const leaseKeys: LeaseKeys = (id) => this.leases.keysOf(id) ?? [];
+    switch (cmd.type) {
+      case "put":
+        return auth.checkAccess(
+          cmd.auth,
+          putChecks(cmd.request, auth.isAdmin(cmd.auth) ? noKeys : leaseKeys),
+        );
+      case "deleteRange":
+        return auth.checkAccess(cmd.auth, deleteChecks(cmd.request));
+      case "txn":
+        return auth.checkAccess(
+          cmd.auth,
+          txnChecks(cmd.request, auth.isAdmin(cmd.auth) ? noKeys : leaseKeys),
+        );
+      case "compact":
+        return auth.checkAdmin(cmd.auth);
+      case "leaseGrant":
+        return auth.checkAccess(cmd.auth, []);
+      case "leaseRevoke":
+        // With grantIndex: the leader's expiry of a lease, not a client's request.
+        if (cmd.grantIndex !== undefined) return undefined;
+        if (auth.isAdmin(cmd.auth)) return undefined;
+        return auth.checkAccess(cmd.auth, leaseWriteChecks(leaseKeys(cmd.id)));
+      case "authenticate":
+        return undefined;
+      case "authEnable":
+      case "authDisable":
+      case "authUserAdd":
+      case "authUserDelete":
+      case "authUserChangePassword":
+      case "authUserGrantRole":
+      case "authUserRevokeRole":
+      case "authRoleAdd":
+      case "authRoleDelete":
+      case "authRoleGrantPermission":
+      case "authRoleRevokePermission":
+        return auth.checkAdmin(cmd.auth);
+      case "leaseCheckpoint":
+      case "leaseExpire":
+      case "memberPublish":
+      case "memberUpdate":
+      case "alarm":
+        return undefined;
+      default:
+        return assertNever(cmd, "command");
+    }
+  }
+
+  /** Why an active alarm refuses `cmd` (see the file header), if it does. */
+  private alarmRefusal(cmd: Command): "noSpace" | "corrupt" | undefined {
+    if (this.alarms.size === 0) return undefined;
+    if (this.alarms.has("corrupt")) {
+      switch (cmd.type) {
+        case "put":
+        case "deleteRange":
+        case "txn":
+        case "compact":
+        case "leaseGrant":
+          return "corrupt";
+        case "leaseRevoke":
+          return cmd.grantIndex === undefined ? "corrupt" : undefined;
+        default:
+          return undefined;
+      }
+    }
+    if (this.alarms.has("nospace") && quotaCostBytes(cmd) > 0) return "noSpace";
+    return undefined;
   }
 
   /** Deletes the keys of revoked leases in one revision; every one must exist (the table mirrors the store). */

@@ -66,6 +66,7 @@ import {
   EMPTY_BYTES,
   isRangeEndToEnd,
 } from "./bytes.ts";
+import { Crc32cWriter } from "./crc32c.ts";
 import type { Limits } from "./limits.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";
@@ -75,6 +76,12 @@ import { revision as asRevision, leaseId, NO_LEASE } from "./types.ts";
 export const FIRST_REVISION: Revision = asRevision(1);
 /** compactedRevision() before any compaction: etcd's initial compactMainRev. */
 export const NEVER_COMPACTED: Revision = asRevision(-1);
+/**
+ * What one kept change costs in `sizeBytes()` besides its key and value: the
+ * estimate etcd's space quota charges for a key's metadata (quota.go
+ * kvOverhead), about what a revision costs this in-memory store too.
+ */
+export const MVCC_CHANGE_OVERHEAD_BYTES = 256;
 
 // ---------------------------------------------------------------------------
 // The B+ tree import.
@@ -303,6 +310,19 @@ export type DeleteKeysResult = { readonly revision: Revision; readonly deleted: 
 /** `revision` is the store's current revision (compaction takes none). */
 export type CompactResult =
   | { readonly ok: true; readonly revision: Revision }
+  | MvccFailure<"compacted" | "futureRevision">;
+/**
+ * etcd HashKV: a CRC-32C of the key space up to `revision` (see hashKv), the
+ * store's current revision, and its compacted revision (-1: never).
+ */
+export type HashKvResult =
+  | {
+      readonly ok: true;
+      readonly hash: number;
+      readonly revision: Revision;
+      readonly currentRevision: Revision;
+      readonly compactRevision: Revision;
+    }
   | MvccFailure<"compacted" | "futureRevision">;
 /**
  * Events in revision then op order. Resume with `nextRevision`: the first
@@ -572,6 +592,16 @@ function tombstone(key: Uint8Array, rev: Revision): KeyValue {
   };
 }
 
+/** What one kept change counts for in sizeBytes(). */
+function changeBytes(kv: KeyValue): number {
+  return kv.key.length + kv.value.length + MVCC_CHANGE_OVERHEAD_BYTES;
+}
+
+/** Feeds one change to a HashKV: everything a read or a watcher could see of it. */
+function hashChange(h: Crc32cWriter, kv: KeyValue): void {
+  h.int(kv.modRevision).int(kv.createRevision).int(kv.version).int64(kv.lease).bytes(kv.key).bytes(kv.value);
+}
+
 function compareNumbers(a: number | bigint, b: number | bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -708,6 +738,8 @@ export class MvccStore {
   private log: KvEvent[];
   /** The write being applied, while one is. */
   private batch: WriteBatch | undefined;
+  /** Invariant: the sum of changeBytes over every change kept in `history`. */
+  private bytes = 0;
 
   constructor(options: MvccOptions = {}) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
@@ -729,6 +761,16 @@ export class MvccStore {
   /** The revision of the last compaction (NEVER_COMPACTED, -1, if none, as etcd reports it): reads below it fail. */
   compactedRevision(): Revision {
     return this.compacted;
+  }
+
+  /**
+   * The size of the store as the space quota counts it: per change kept
+   * (every version and tombstone not compacted away), its key and value plus
+   * MVCC_CHANGE_OVERHEAD_BYTES. It grows with every write and shrinks when a
+   * compaction drops history. O(1).
+   */
+  sizeBytes(): number {
+    return this.bytes;
   }
 
   // -- reads -----------------------------------------------------------------
@@ -774,6 +816,41 @@ export class MvccStore {
       events.push(ev);
     }
     return { ok: true, events, nextRevision: asRevision(Math.max(start, this.rev + 1)) };
+  }
+
+  /**
+   * etcd HashKV (mvcc HashByRev): a CRC-32C of the key space up to `rev`
+   * (0: the current revision), so replicas can be compared: the changes kept
+   * from before the compacted revision (each key's newest version older than
+   * it, in key order), then every change at or after it up to `rev`, in
+   * revision then op order; each change as its revisions, version, lease, key
+   * and value. Replicas that applied the same commands answer the same hash,
+   * and the hash of a revision does not change with later writes (only with
+   * a later compaction). Errors as etcd's: rev > 0 at or below the compacted
+   * revision: "compacted"; above the current one: "futureRevision". O(n + E).
+   */
+  hashKv(rev: Revision): HashKvResult {
+    assert(this.batch === undefined, "mvcc: hashKv during a write");
+    assert(Number.isSafeInteger(rev), `mvcc: bad hash revision ${rev}`);
+    if (rev > 0 && rev <= this.compacted) return { ok: false, error: "compacted" };
+    if (rev > this.rev) return { ok: false, error: "futureRevision" };
+    const upTo = rev > 0 ? rev : this.rev;
+    const h = new Crc32cWriter().int(upTo).int(this.compacted);
+    for (const [, changes] of this.history.entries()) {
+      const first = changes[0]!;
+      if (first.kv.modRevision < this.compacted) hashChange(h, first.kv);
+    }
+    for (const ev of this.log) {
+      if (ev.kv.modRevision > upTo) break;
+      hashChange(h, ev.kv);
+    }
+    return {
+      ok: true,
+      hash: h.value(),
+      revision: asRevision(upTo),
+      currentRevision: this.rev,
+      compactRevision: this.compacted,
+    };
   }
 
   // -- writes ----------------------------------------------------------------
@@ -864,6 +941,8 @@ export class MvccStore {
       const older = countBefore(changes, target);
       if (older === 0) continue;
       const newestOlder = changes[older - 1]!;
+      const dropped = newestOlder.kv.version === 0 ? older : older - 1;
+      for (let i = 0; i < dropped; i++) this.bytes -= changeBytes(changes[i]!.kv);
       if (newestOlder.kv.version === 0) {
         changes.splice(0, older);
       } else {
@@ -925,6 +1004,7 @@ export class MvccStore {
       previousKey = k;
       store.live.set(k, kv);
       store.history.set(k, [{ type: "put", kv, prevKv: undefined }]);
+      store.bytes += changeBytes(kv);
     }
     // Every revision after FIRST_REVISION has changes, so every one from the compacted one (or
     // FIRST_REVISION + 1) on is in `changes`: replay them one write at a time.
@@ -969,10 +1049,12 @@ export class MvccStore {
     assert(this.batch === undefined, "mvcc: invariants checked during a write");
     assert(this.compacted <= this.rev, "mvcc: compacted beyond current");
     let kept = 0;
+    let bytes = 0;
     for (const [k, changes] of this.history.entries()) {
       assert(changes.length > 0, `mvcc: empty history for ${JSON.stringify(k)}`);
       for (let i = 0; i < changes.length; i++) {
         const ev = changes[i]!;
+        bytes += changeBytes(ev.kv);
         assert(ev.kv.modRevision <= this.rev, "mvcc: change beyond the current revision");
         if (i > 0) assert(changes[i - 1]!.kv.modRevision <= ev.kv.modRevision, "mvcc: history out of order");
         if (ev.kv.modRevision < this.compacted)
@@ -987,6 +1069,7 @@ export class MvccStore {
       );
     }
     for (const [k] of this.live.entries()) assert(this.history.has(k), "mvcc: live key without history");
+    assert(bytes === this.bytes, `mvcc: size ${this.bytes} but the history holds ${bytes} bytes`);
     assert(kept === this.log.length, "mvcc: log and history disagree");
     for (let i = 0; i < this.log.length; i++) {
       const r = this.log[i]!.kv.modRevision;
@@ -1227,6 +1310,7 @@ export class MvccStore {
     }
     const ev: KvEvent = { type: kv.version === 0 ? "delete" : "put", kv, prevKv: prev };
     changes.push(ev);
+    this.bytes += changeBytes(kv);
     if (ev.type === "delete") this.live.delete(k);
     else this.live.set(k, kv);
     batch.events.push(ev);

@@ -61,6 +61,8 @@ export interface StorageOptions {
   readonly segmentBytesMax?: number;
   /** Snapshot files kept: the current one, and with 2 (the default) the one before it. */
   readonly snapshotsKept?: 1 | 2;
+  /** Told how long each WAL fsync took, in seconds (the metrics' etcd_disk_wal_fsync_duration_seconds). */
+  readonly onWalSync?: ((seconds: number) => void) | undefined;
 }
 
 /** Counters since the storage was opened (recovery included), for benchmarks and status. */
@@ -88,7 +90,10 @@ export function openStorage(dir: string, options: StorageOptions = {}): OpenedSt
   for (const d of [dir, walDir, snapDir]) ensureDir(d, io);
   removeTempFiles(walDir);
   removeTempFiles(snapDir);
-  const walOpts = { segmentBytesMax: options.segmentBytesMax ?? SEGMENT_BYTES_MAX_DEFAULT };
+  const walOpts = {
+    segmentBytesMax: options.segmentBytesMax ?? SEGMENT_BYTES_MAX_DEFAULT,
+    onSync: options.onWalSync,
+  };
   assert(walOpts.segmentBytesMax > 0, "storage: segmentBytesMax must be positive");
   const keep = options.snapshotsKept ?? 2;
 

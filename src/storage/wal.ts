@@ -146,6 +146,8 @@ export function applyOp(s: LogState, op: WalOp): string | undefined {
 /** Segment sizing. */
 export interface WalOptions {
   readonly segmentBytesMax: number;
+  /** Told how long each sync() fsync took, in seconds (etcd_disk_wal_fsync_duration_seconds). */
+  readonly onSync?: ((seconds: number) => void) | undefined;
 }
 
 interface Segment {
@@ -264,7 +266,9 @@ export class Wal {
   /** Makes everything appended durable: one fdatasync, none if nothing was written. */
   sync(): void {
     if (!this.dirty) return;
+    const startMs = performance.now();
     syncFile(this.fd, this.io);
+    this.opts.onSync?.((performance.now() - startMs) / 1000);
     this.dirty = false;
   }
 

@@ -149,7 +149,7 @@ function range(client: Client & { Range: Unary }): Promise<string> {
     client.Range({ key: Buffer.from("k") }, new Metadata(), { deadline: Date.now() + 5_000 }, (e, r) => {
       client.close();
       if (e !== null) reject(e);
-      else resolve(String((r?.kvs as { value: Buffer }[])[0]!.value));
+      else resolve(String((r!.kvs as { value: Buffer }[])[0]!.value));
     }),
   );
 }

@@ -122,3 +122,13 @@ describe("parseServeArgs", () => {
     });
   }
 });
+
+describe("--quota-backend-bytes (etcd's flag)", () => {
+  it("is 0 (etcd's default quota) when absent; takes any whole number, negative meaning no quota", () => {
+    expect(parseServeArgs([]).quotaBackendBytes).toBe(0);
+    expect(parseServeArgs(["--quota-backend-bytes", "100000"]).quotaBackendBytes).toBe(100000);
+    expect(parseServeArgs(["--quota-backend-bytes=-1"]).quotaBackendBytes).toBe(-1);
+    for (const bad of ["1.5", "2GiB", "", "99999999999999999999"])
+      expect(() => parseServeArgs([`--quota-backend-bytes=${bad}`])).toThrow(ConfigError);
+  });
+});
