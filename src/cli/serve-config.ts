@@ -7,7 +7,8 @@
  *   --initial-cluster-state, --initial-cluster-token, --heartbeat-interval,
  *   --election-timeout, --snapshot-count, --cert-file, --key-file,
  *   --trusted-ca-file, --client-cert-auth, --peer-cert-file, --peer-key-file,
- *   --peer-trusted-ca-file, --peer-client-cert-auth, --quota-backend-bytes
+ *   --peer-trusted-ca-file, --peer-client-cert-auth, --quota-backend-bytes,
+ *   --auth-token (simple only), --auth-token-ttl
  *
  * Both `--flag value` and `--flag=value`. Defaults as etcd's, except that the
  * URLs use 127.0.0.1 (not localhost) and the data directory is
@@ -77,6 +78,8 @@ export interface ServeConfig {
    * (2 GiB), a negative value no quota (src/api/maintenance.ts SpaceQuota).
    */
   readonly quotaBackendBytes: number;
+  /** etcd --auth-token-ttl: seconds a simple token lives unused (default 300). */
+  readonly authTokenTtlSeconds: number;
 }
 
 const OPTIONS = {
@@ -101,6 +104,8 @@ const OPTIONS = {
   "peer-trusted-ca-file": { type: "string" },
   "peer-client-cert-auth": { type: "boolean" },
   "quota-backend-bytes": { type: "string" },
+  "auth-token": { type: "string" },
+  "auth-token-ttl": { type: "string" },
 } as const;
 
 /** etcd's upper bound on --election-timeout. */
@@ -168,6 +173,12 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   if (!/^-?[0-9]+$/.test(quotaText) || !Number.isSafeInteger(Number(quotaText)))
     throw new ConfigError(`--quota-backend-bytes must be a whole number of bytes, got "${quotaText}"`);
   const quotaBackendBytes = Number(quotaText);
+  const authToken = str("auth-token", "simple");
+  if (authToken !== "simple")
+    throw new ConfigError(
+      `--auth-token "${authToken}" is not supported: only "simple" tokens (JWT is not implemented)`,
+    );
+  const authTokenTtlSeconds = int("auth-token-ttl", str("auth-token-ttl", "300"), 1);
 
   const clientTls = tlsFiles(values, "", [...listenClientUrls, ...advertiseClientUrls]);
   const peerTls = tlsFiles(values, "peer-", [...listenPeerUrls, ...initialAdvertisePeerUrls]);
@@ -194,6 +205,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     clientTls,
     peerTls,
     quotaBackendBytes,
+    authTokenTtlSeconds,
   };
 }
 

@@ -211,6 +211,7 @@ async function start(
     // What the space quota counts (etcd reports its backend's size, which its quota counts).
     dbSize,
     quotaBackendBytes: config.quotaBackendBytes,
+    authTokenTtlSeconds: config.authTokenTtlSeconds,
     log,
   });
   http = createHttpHandler(api, { metrics, log });

@@ -132,3 +132,13 @@ describe("--quota-backend-bytes (etcd's flag)", () => {
       expect(() => parseServeArgs([`--quota-backend-bytes=${bad}`])).toThrow(ConfigError);
   });
 });
+
+describe("--auth-token and --auth-token-ttl (etcd's flags)", () => {
+  it("takes simple tokens with a TTL in seconds (default 300), and refuses JWT and bad TTLs", () => {
+    expect(parseServeArgs([]).authTokenTtlSeconds).toBe(300);
+    expect(parseServeArgs(["--auth-token", "simple", "--auth-token-ttl", "60"]).authTokenTtlSeconds).toBe(60);
+    expect(() => parseServeArgs(["--auth-token", "jwt,pub-key=x"])).toThrow(/not supported/);
+    for (const bad of ["0", "-5", "x", "1.5"])
+      expect(() => parseServeArgs([`--auth-token-ttl=${bad}`])).toThrow(ConfigError);
+  });
+});
