@@ -89,7 +89,8 @@ export function rangeFromWire(w: W): RangeRequest {
     key,
     rangeEnd: optionalEnd(w.range_end),
     limit: int(w.limit, "limit"),
-    revision: revision(int(w.revision, "revision")),
+    // etcd reads at the current revision for any revision <= 0.
+    revision: revision(Math.max(0, int(w.revision, "revision"))),
     sortOrder: enumOf(SORT_ORDERS, w.sort_order, "sort order"),
     sortTarget: enumOf(SORT_TARGETS, w.sort_target, "sort target"),
     keysOnly: w.keys_only === true,
@@ -104,6 +105,9 @@ export function rangeFromWire(w: W): RangeRequest {
 export function putFromWire(w: W): PutRequest {
   const key = bytes(w.key);
   if (key.length === 0) throw new RequestRejected("EmptyKey", "put without a key");
+  // etcd checks ignore_lease against a given lease before it looks at the lease.
+  if (w.ignore_lease === true && String(w.lease ?? "0") !== "0")
+    throw new RequestRejected("LeaseProvided", "ignore_lease with a lease");
   return {
     key,
     value: bytes(w.value),
@@ -161,7 +165,7 @@ function opFromWire(w: W): RequestOp {
     case "request_delete_range":
       return { type: "deleteRange", request: deleteFromWireLoose(w.request_delete_range as W) };
     case "request_txn":
-      return { type: "txn", request: txnFromWire(w.request_txn as W) };
+      return { type: "txn", request: txnFromWireChecked(w.request_txn as W) };
     default:
       throw new RequestRejected("NotCapable", "txn op without a request");
   }
@@ -169,6 +173,8 @@ function opFromWire(w: W): RequestOp {
 
 // Inside a txn an empty key is the state machine's to refuse (etcd checks it in the txn, with the same error).
 function rangeFromWireLoose(w: W): RangeRequest {
+  // Inside a txn etcd checks the revision against the store's first one: a negative one is compacted.
+  if (int(w.revision, "revision") < 0) throw new RequestRejected("Compacted", "negative revision in a txn");
   return bytes(w.key).length === 0
     ? { ...rangeFromWire({ ...w, key: Buffer.of(0) }), key: EMPTY }
     : rangeFromWire(w);
@@ -184,7 +190,28 @@ function deleteFromWireLoose(w: W): DeleteRangeRequest {
     : deleteFromWire(w);
 }
 
+/** etcd's --max-txn-ops default: the ops budget of a txn, nested txns included. */
+export const MAX_TXN_OPS = 128;
+
 export function txnFromWire(w: W): TxnRequest {
+  checkTxnOps(w, MAX_TXN_OPS);
+  return txnFromWireChecked(w);
+}
+
+/**
+ * etcd's checkTxnRequest: the longest of a txn's compare, success and failure
+ * lists must fit the budget, and each nested txn gets what is left of it
+ * (so nesting alone runs it out). Checked before anything else is converted.
+ */
+function checkTxnOps(w: W, budget: number): void {
+  const list = (v: unknown): W[] => (Array.isArray(v) ? (v as W[]) : []);
+  const ops = Math.max(list(w.compare).length, list(w.success).length, list(w.failure).length);
+  if (ops > budget) throw new RequestRejected("TooManyOps", "too many operations in txn request");
+  for (const op of [...list(w.success), ...list(w.failure)])
+    if (op.request === "request_txn") checkTxnOps(op.request_txn as W, budget - ops);
+}
+
+function txnFromWireChecked(w: W): TxnRequest {
   const list = (v: unknown): W[] => (Array.isArray(v) ? (v as W[]) : []);
   return {
     compare: list(w.compare).map(compareFromWire),

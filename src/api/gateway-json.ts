@@ -380,10 +380,17 @@ function integerFromJson(v: JsonValue, range: readonly [bigint, bigint, string])
   let text: string;
   if (v.kind === "number") text = v.text;
   else if (v.kind === "string") {
-    text = v.value.trim();
-    if (text === "") throw new GatewayJsonError("unexpected end of JSON input");
-    if (!/^-?\d/.test(text))
-      throw new GatewayJsonError(`invalid character ${quoteChar(text[0]!)} looking for beginning of value`);
+    // jsonpb unquotes and hands the text to json.Unmarshal, whose scanner ends the text with a space.
+    const inner = v.value;
+    const scan = scanJsonValue(`${inner} `, 0, true);
+    if (scan.kind === "error" && scan.message !== "unexpected EOF") throw new GatewayJsonError(scan.message);
+    if (scan.kind !== "value") throw new GatewayJsonError("unexpected end of JSON input");
+    const rest = inner.slice(scan.end).trimStart();
+    if (rest !== "")
+      throw new GatewayJsonError(`invalid character ${quoteChar(rest[0]!)} after top-level value`);
+    if (scan.value.kind === "null") return 0n;
+    if (scan.value.kind !== "number") throw cannotUnmarshal(scan.value, range[2]);
+    text = scan.value.text;
   } else throw cannotUnmarshal(v, range[2]);
   const [min, max, goType] = range;
   if (!/^-?\d+$/.test(text))

@@ -28,7 +28,11 @@
 import { fileURLToPath } from "node:url";
 import type { MethodDefinition } from "@grpc/grpc-js";
 import { loadSync, type Options, type PackageDefinition } from "@grpc/proto-loader";
+import protobuf from "protobufjs";
 import { assert } from "../raft/index.ts";
+
+/** How deep protobufjs may nest messages: room for a txn nested past etcd's op limit. */
+export const PROTO_RECURSION_LIMIT = 1024;
 
 /** Directory holding the .proto files; imports inside them are relative to it. */
 export const PROTO_ROOT_DIR: string = fileURLToPath(new URL("./proto/", import.meta.url));
@@ -207,6 +211,10 @@ function checkedService<S extends EtcdServiceName>(
  * startup. Throws an AssertionError if a service drifted from `ETCD_SERVICES`.
  */
 export function loadEtcdApi(): EtcdApi {
+  // protobufjs stops at 100 nested messages; etcd (Go) decodes a txn nested until its 128-op limit
+  // answers TooManyOps (two messages per level), and a response must encode as deep as its request.
+  protobuf.util.recursionLimit = Math.max(protobuf.util.recursionLimit, PROTO_RECURSION_LIMIT);
+  protobuf.Reader.recursionLimit = Math.max(protobuf.Reader.recursionLimit, PROTO_RECURSION_LIMIT);
   const packageDefinition = loadSync([...PROTO_FILES], { ...PROTO_LOAD_OPTIONS });
   return {
     packageDefinition,

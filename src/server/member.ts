@@ -385,7 +385,9 @@ export class Member {
   /** Proposes `command` and resolves with its result once this member applied it. */
   write(command: Command): Promise<WriteOutcome> {
     const data = encodeCommand(command);
-    if (data.length > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
+    // etcd bounds the request as protobuf; the command is JSON with its bytes in base64
+    // (4 characters per 3 bytes), which dominate any large request.
+    if (Math.ceil((data.length * 3) / 4) > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
       return Promise.reject(new MemberError("tooLarge", "etcdserver: request is too large"));
     return new Promise<WriteOutcome>((resolve, reject) => {
       const failed = (e: Error): void => {
