@@ -182,6 +182,16 @@ export class TokenKeeper {
     private readonly nowMs: () => number,
   ) {}
 
+  /**
+   * Never takes in the tokens of entries up to `index`: they were assigned in
+   * an earlier life of this process (the log replayed at a restart) or they
+   * came in a snapshot. etcd keeps simple tokens in memory only, so neither a
+   * restart nor a snapshot brings one back.
+   */
+  skipThrough(index: number): void {
+    this.cursor = Math.max(this.cursor, index);
+  }
+
   /** Takes in the tokens assigned since the last call (call after every apply and restore). */
   sync(store: AuthView): void {
     const now = this.nowMs();
@@ -262,6 +272,8 @@ export class AuthGate {
     const now = options.nowMs ?? (() => performance.now());
     this.keeper = new TokenKeeper(ttlSeconds * 1000, now);
     this.tokenWaitMs = options.tokenWaitMs ?? TOKEN_WAIT_MS;
+    // What was committed before this process started is the previous life's.
+    this.keeper.skipThrough(this.member.raft.log.committed);
     this.keeper.sync(this.store());
   }
 
@@ -270,8 +282,9 @@ export class AuthGate {
     return this.member.machine.authStore();
   }
 
-  /** Call after every Ready that applied entries or restored a snapshot. */
-  onApplied(): void {
+  /** Call after every Ready that applied entries or (`restored`) replaced the state with a snapshot. */
+  onApplied(restored = false): void {
+    if (restored) this.keeper.skipThrough(this.member.machine.appliedIndex());
     this.keeper.sync(this.store());
     const applied = this.member.machine.appliedIndex();
     for (const w of this.waiters) if (w.index <= applied) w.done();

@@ -23,8 +23,8 @@ import type {
   ServiceError,
   sendUnaryData,
 } from "@grpc/grpc-js";
-import type { Member } from "../server/member.ts";
-import type { CommandAuth } from "../state/index.ts";
+import type { Member, WriteOutcome } from "../server/member.ts";
+import type { ClientCommand, CommandAuth } from "../state/index.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import type { WireMessage } from "./proto.ts";
 
@@ -95,6 +95,13 @@ export interface ApiHost {
    * the unsubscribe. Lock and Election waiters re-check their keys then.
    */
   subscribeApplied(listener: (restored: boolean) => void): () => void;
+  /**
+   * Proposes a client command as the API's own writes are proposed: checked
+   * against the space quota first (a write that would pass it raises NOSPACE
+   * and fails), then through Raft. Services write through this, never
+   * `member.write` directly.
+   */
+  propose(command: ClientCommand): Promise<WriteOutcome>;
 }
 
 /** A registered method: its definition (serializers, streaming flags) and its implementation. */

@@ -217,6 +217,23 @@ export const ETCD_ERRORS = {
     code: S.UNKNOWN,
     message: "auth: authentication failed, password was given for no password user",
   },
+  // auth/store.go errors that the Maintenance service's admin check (v3rpc/maintenance.go
+  // authMaintenanceServer) returns unconverted: code Unknown and the auth package's text.
+  AuthPlainPermissionDenied: {
+    etcdName: "auth.ErrPermissionDenied",
+    code: S.UNKNOWN,
+    message: "auth: permission denied",
+  },
+  AuthPlainUserEmpty: {
+    etcdName: "auth.ErrUserEmpty",
+    code: S.UNKNOWN,
+    message: "auth: user name is empty",
+  },
+  AuthPlainInvalidAuthToken: {
+    etcdName: "auth.ErrInvalidAuthToken",
+    code: S.UNKNOWN,
+    message: "auth: invalid auth token",
+  },
   PermissionNotGiven: {
     etcdName: "rpctypes.ErrGRPCPermissionNotGiven",
     code: S.INVALID_ARGUMENT,

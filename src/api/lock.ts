@@ -104,7 +104,7 @@ async function unlock(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const key = wireBytes(w.key);
   if (key.length === 0) throw new ErrorAnswer("EmptyKey");
   const auth = await host.authorize(call, [{ key, type: "write" }]);
-  const out = await host.member.write({ type: "deleteRange", request: { key }, auth });
+  const out = await host.propose({ type: "deleteRange", request: { key }, auth });
   const answer = writeResultToWire(out.result, (rev) => host.header(rev));
   if (typeof answer === "string") throw new ErrorAnswer(answer);
   return { header: answer.header };

@@ -184,7 +184,7 @@ function snapshot(host: ApiHost, call: ServerWritableStream<W, W>): void {
       compactRevision: machine.compactedRevision(),
       appliedIndex: machine.appliedIndex(),
     },
-    machine.snapshot(),
+    machine.backup(),
   );
   const checksum = dbSnapshotChecksum(body);
   host.log("info", `sending a snapshot of ${body.length} bytes (revision ${machine.currentRevision()})`);

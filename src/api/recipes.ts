@@ -152,15 +152,16 @@ export async function sessionLease(host: ApiHost, call: CallInfo, wireLease: unk
   if (id !== 0n) return leaseId(id);
   // etcd's LeaseGrant: any authenticated caller.
   const auth = await host.authorize(call, []);
-  const out = await host.member.write({
+  const out = await host.propose({
     type: "leaseGrant",
     id: leaseId(0n),
     ttlSeconds: RECIPE_SESSION_TTL_SECONDS,
     auth,
   });
   const r = out.result;
-  if (r.kind !== "leaseGrant") throw new ErrorAnswer(r.kind === "failed" ? "LeaseNotFound" : "NotCapable");
-  return r.id;
+  if (r.kind === "leaseGrant") return r.id;
+  const answer = writeResultToWire(r, () => ({}));
+  throw new ErrorAnswer(typeof answer === "string" ? answer : "NotCapable");
 }
 
 /** A txn's result (a write that answers anything else is answered as its etcd error). */
@@ -175,7 +176,7 @@ export async function runTxn(
   request: TxnRequest,
   auth: CommandAuth | undefined,
 ): Promise<TxnOutcome> {
-  const out = await host.member.write({ type: "txn", request, auth });
+  const out = await host.propose({ type: "txn", request, auth });
   const r = out.result;
   if (r.kind === "txn") return r;
   const answer = writeResultToWire(r, () => ({}));

@@ -33,7 +33,7 @@ import type {
 import { Server, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
 import { assert } from "../raft/index.ts";
-import type { Member } from "../server/member.ts";
+import type { Member, WriteOutcome } from "../server/member.ts";
 import { MemberError } from "../server/member.ts";
 import type { ClientCommand, CommandAuth, LeaseId, StateMachine } from "../state/index.ts";
 import {
@@ -98,8 +98,8 @@ export interface ApiServerOptions {
 /** The commands a client call makes for its caller (all but authenticate, which names its user). */
 type CallerCommand = Exclude<ClientCommand, { readonly type: "authenticate" }>;
 
-/** Who may call a guarded method: root, or anyone auth knows (etcd's requireAuthInfo). */
-type Guard = "admin" | "caller";
+/** Who may call a guarded method: root, anyone auth knows (etcd's requireAuthInfo), or anyone at all. */
+type Guard = "admin" | "caller" | "anyone";
 
 type W = WireMessage;
 
@@ -184,20 +184,26 @@ export class ApiServer implements ApiHost {
     this.register(api.services.Watch, {
       Watch: (call: ServerDuplexStream<W, W>) => this.watchStream(call),
     });
-    // release-3.4 (v3rpc/maintenance.go authMaintenanceServer): root only, but Alarm GET (any caller).
+    // etcd 3.4.23 (checked against it): Status and Alarm GET need no user (health checks and
+    // `etcdctl endpoint status` work with auth on); the rest of Maintenance is root's.
     this.register(
       api.services.Maintenance,
-      this.guarded(api.services.Maintenance, maintenanceService(this, { dbSize: options.dbSize }), {
-        Alarm: (w) => (w.action === 0 ? "caller" : "admin"),
-        Status: "admin",
-        Defragment: "admin",
-        Hash: "admin",
-        HashKV: "admin",
-        Snapshot: "admin",
-        MoveLeader: "admin",
-      }),
+      this.guarded(
+        api.services.Maintenance,
+        maintenanceService(this, { dbSize: options.dbSize }),
+        {
+          Alarm: (w) => (w.action === 0 ? "anyone" : "admin"),
+          Status: "anyone",
+          Defragment: "admin",
+          Hash: "admin",
+          HashKV: "admin",
+          Snapshot: "admin",
+          MoveLeader: "admin",
+        },
+        true,
+      ),
     );
-    // release-3.4 (checkMembershipOperationPermission; v3rpc/member.go): changes are root's, the list anyone's.
+    // etcd 3.4.23 (checkMembershipOperationPermission; v3rpc/member.go): changes are root's, the list anyone's.
     this.register(
       api.services.Cluster,
       this.guarded(
@@ -213,7 +219,7 @@ export class ApiServer implements ApiHost {
           MemberAdd: "admin",
           MemberRemove: "admin",
           MemberUpdate: "admin",
-          MemberList: "caller",
+          MemberList: "anyone",
           MemberPromote: "admin",
         },
       ),
@@ -281,6 +287,8 @@ export class ApiServer implements ApiHost {
     service: ServiceDefinition,
     implementation: UntypedServiceImplementation,
     rules: Readonly<Record<string, Guard | ((w: W) => Guard)>>,
+    /** Answer the auth package's plain errors, as etcd's Maintenance service does. */
+    plainErrors = false,
   ): UntypedServiceImplementation {
     const out: UntypedServiceImplementation = { ...implementation };
     for (const [name, rule] of Object.entries(rules)) {
@@ -288,9 +296,16 @@ export class ApiServer implements ApiHost {
       const inner = implementation[name] as ((...args: unknown[]) => void) | undefined;
       assert(definition !== undefined && inner !== undefined, `api: no method ${name} to guard`);
       assert(!definition.requestStream, `api: ${name} streams requests: not guarded here`);
-      const check = (call: CallInfo, w: W): Promise<unknown> => {
+      const check = async (call: CallInfo, w: W): Promise<unknown> => {
         const guard = typeof rule === "function" ? rule(w) : rule;
-        return guard === "admin" ? this.auth.authorizeAdmin(call) : this.auth.authorize(call, []);
+        if (guard === "anyone") return;
+        try {
+          return await (guard === "admin" ? this.auth.authorizeAdmin(call) : this.auth.authorize(call, []));
+        } catch (err) {
+          throw plainErrors && err instanceof ErrorAnswer
+            ? new ErrorAnswer(plainAuthError(err.etcdError))
+            : err;
+        }
       };
       if (!definition.responseStream) {
         out[name] = ((call: Parameters<Unary>[0], callback: Parameters<Unary>[1]) => {
@@ -413,10 +428,15 @@ export class ApiServer implements ApiHost {
   }
 
   /** Proposes `command` for the caller (checked at apply); `caller` if already identified. */
+  /** ApiHost.propose (see context.ts). */
+  async propose(command: ClientCommand): Promise<WriteOutcome> {
+    await this.quota.check(command);
+    return this.member.write(command);
+  }
+
   private async write(call: CallInfo, command: CallerCommand, caller?: CommandAuth): Promise<W> {
     const auth = caller ?? (await this.auth.caller(call));
-    await this.quota.check(command);
-    const out = await this.member.write(auth === undefined ? command : { ...command, auth });
+    const out = await this.propose(auth === undefined ? command : { ...command, auth });
     const answer = writeResultToWire(out.result, (rev) => this.header(rev));
     if (typeof answer === "string") throw new ErrorAnswer(answer);
     return answer;
@@ -533,7 +553,7 @@ export class ApiServer implements ApiHost {
   }
 
   private onApplied(restored: boolean): void {
-    this.auth.onApplied();
+    this.auth.onApplied(restored);
     for (const listener of [...this.appliedListeners]) listener(restored);
     for (const s of this.streams) {
       if (restored)
@@ -545,4 +565,18 @@ export class ApiServer implements ApiHost {
 
 function notFound(_req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
+}
+
+/** What etcd's Maintenance service answers for an auth refusal (the auth package's own error). */
+function plainAuthError(name: EtcdErrorName): EtcdErrorName {
+  switch (name) {
+    case "PermissionDenied":
+      return "AuthPlainPermissionDenied";
+    case "UserEmpty":
+      return "AuthPlainUserEmpty";
+    case "InvalidAuthToken":
+      return "AuthPlainInvalidAuthToken";
+    default:
+      return name;
+  }
 }

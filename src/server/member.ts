@@ -221,6 +221,9 @@ export class Member {
   /** Starts ticking. */
   start(): void {
     this.tickTimer = setInterval(() => this.tick(), this.options.heartbeatMs);
+    // The only voter needs nobody's vote: lead now rather than after an election timeout.
+    const { voters } = this.raft.conf;
+    if (voters.length === 1 && voters[0] === this.id) this.raft.campaignNow();
     this.schedule();
   }
 

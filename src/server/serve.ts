@@ -386,7 +386,8 @@ async function publish(m: Member, config: ServeConfig, stopped: () => boolean, l
         // No leader yet, or it changed: try again below.
       }
     }
-    await new Promise<void>((r) => setTimeout(r, config.electionTimeoutMs).unref());
+    // Soon after start the member table or the leader may not be there yet: look again shortly.
+    await new Promise<void>((r) => setTimeout(r, config.heartbeatIntervalMs).unref());
   }
 }
 

@@ -416,7 +416,21 @@ export class StateMachine {
 
   /** The whole state as canonical UTF-8 JSON. */
   snapshot(): Uint8Array {
-    const snap: MachineSnapshot = {
+    return encoder.encode(JSON.stringify(this.snapshotObject()));
+  }
+
+  /**
+   * snapshot() without the auth tokens: what a backup (Maintenance.Snapshot)
+   * holds. Tokens are bearer credentials of the live cluster (etcd keeps them
+   * in memory only); restoring a backup drops them anyway.
+   */
+  backup(): Uint8Array {
+    const snap = this.snapshotObject();
+    return encoder.encode(JSON.stringify({ ...snap, auth: { ...snap.auth, tokens: [] } }));
+  }
+
+  private snapshotObject(): MachineSnapshot & { readonly auth: ReturnType<AuthStore["snapshot"]> } {
+    return {
       formatVersion: 1,
       appliedIndex: this.applied,
       mvcc: this.mvcc.snapshot(),
@@ -426,7 +440,6 @@ export class StateMachine {
       alarms: this.alarms.snapshot(),
       auth: this.auth.snapshot(),
     };
-    return encoder.encode(JSON.stringify(snap));
   }
 
   /**

@@ -94,10 +94,12 @@ class Node {
   private client(service: string): Client & Record<string, UnaryFn | StreamFn> {
     let c = this.clients.get(service);
     if (c === undefined) {
-      const pkgs = loadPackageDefinition(api.packageDefinition) as unknown as {
-        etcdserverpb: Record<string, ClientCtor>;
-      };
-      c = new pkgs.etcdserverpb[service]!(this.address, credentials.createInsecure()) as Client &
+      const pkgs = loadPackageDefinition(api.packageDefinition) as unknown as Record<
+        "etcdserverpb" | "v3lockpb" | "v3electionpb",
+        Record<string, ClientCtor>
+      >;
+      const ctor = pkgs.etcdserverpb[service] ?? pkgs.v3lockpb[service] ?? pkgs.v3electionpb[service];
+      c = new ctor!(this.address, credentials.createInsecure()) as Client &
         Record<string, UnaryFn | StreamFn>;
       this.clients.set(service, c);
     }
@@ -206,6 +208,23 @@ describe("the space quota and the NOSPACE alarm", () => {
     expect(await node.call("Maintenance", "Alarm", { action: 0, alarm: 1 })).toMatchObject({ alarms: [] });
     await node.call("Maintenance", "Alarm", { action: 2, memberID: "18446744073709551615", alarm: 2 });
     expect(await node.error("KV", "DeleteRange", { key: B("tiny") })).toBe("ok");
+  });
+});
+
+describe("the space quota covers the Lock and Election services' writes", () => {
+  it("a lock key or a proclaimed value that would pass the quota raises NOSPACE and fails", async () => {
+    const node = await new Node(memberId(1), [memberId(1)], new Map(), 2_000).start();
+    try {
+      node.member.raft.campaignNow();
+      await node.member.read(true, () => undefined);
+      // etcd's lock and election servers answer every error with code Unknown (2).
+      const noSpace = NO_SPACE.replace(/^8 /, "2 ");
+      expect(await node.error("Lock", "Lock", { name: Buffer.alloc(3_000, 97) })).toBe(noSpace);
+      expect(node.member.machine.alarmList().map((a) => a.alarm)).toEqual(["nospace"]);
+      expect(await node.error("Election", "Campaign", { name: B("e"), value: B("v") })).toBe(noSpace);
+    } finally {
+      await node.stop();
+    }
   });
 });
 

@@ -126,6 +126,9 @@ describe("etcdctl against one member", () => {
     expect(status.stdout).toMatch(
       new RegExp(`^${url}, [0-9a-f]+, 3\\.4\\.0, .+, (true|false), false, \\d+, \\d+, \\d+, \\n$`),
     );
+    // --cluster dials the client URLs the member published (shortly after it started).
+    for (let i = 0; i < 50 && !(await ctl(["member", "list"])).stdout.includes(url); i++)
+      await new Promise((res) => setTimeout(res, 100));
     const cluster = await etcdctl(url, ["endpoint", "status", "--cluster"]);
     expect(cluster.stderr).toBe("");
     expect(cluster.stdout.startsWith(`${url}, `)).toBe(true);

@@ -611,6 +611,17 @@ describe("StateMachine with auth", () => {
     expect(before.authStore().revision()).toBe(FIRST_AUTH_REVISION);
   });
 
+  it("a backup (Maintenance.Snapshot) holds no tokens; the members' own snapshots keep them", () => {
+    const h = new Machine();
+    h.setUp();
+    h.run({ type: "authenticate", user: "u", tokenPrefix: PREFIX, authRevision: h.caller("u").revision });
+    const token = `${PREFIX}.${h.index}`;
+    expect(new TextDecoder().decode(h.m.backup())).not.toContain(PREFIX);
+    expect(StateMachine.restore(h.m.backup()).authStore().tokenUser(token)).toBeUndefined();
+    expect(StateMachine.restore(h.m.backup()).authStore().userNames()).toEqual(["root", "u"]);
+    expect(StateMachine.restore(h.m.snapshot()).authStore().tokenUser(token)).toBe("u");
+  });
+
   it("a snapshot restored as a new cluster keeps users and roles, not the old log's tokens", () => {
     const h = new Machine();
     h.setUp();
