@@ -27,8 +27,10 @@
  * - progress_request: if every watcher on the stream is synced (and none
  *   waits for a start revision in the future), one response with watch_id
  *   -1 at the current revision, after everything already due for those
- *   watchers; otherwise, or with no watchers, no answer (progressIfSync).
- *   etcd ≤ 3.4.24 answered every request at once; 3.4.25 changed it.
+ *   watchers; otherwise no answer (3.4.25's progressIfSync: an answer never
+ *   overtakes events). With no watchers, the answer at once, as etcd 3.4.23
+ *   (Debian's, the reference) gives it; etcd ≤ 3.4.24 answered every
+ *   request at once, even ahead of events.
  * - progress_notify: every interval (10 min and up to 10% jitter), a
  *   progress response (the watcher's id, current revision) to each such
  *   watcher that is synced, unless an events response went to it since the
@@ -341,7 +343,6 @@ export class WatchStream {
 
   /** etcd's RequestProgressAll: answered only when every watcher is caught up. */
   private requestProgressAll(): void {
-    if (this.byId.size === 0) return;
     for (const w of this.byId.values()) if (!this.caughtUp(w)) return;
     if (this.owedProgress.length >= WATCH_STREAM_PROGRESS_OWED_MAX) return;
     this.owedProgress.push(this.hub.currentRevision());
