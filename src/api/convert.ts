@@ -167,7 +167,8 @@ function opFromWire(w: W): RequestOp {
     case "request_txn":
       return { type: "txn", request: txnFromWireChecked(w.request_txn as W) };
     default:
-      throw new RequestRejected("NotCapable", "txn op without a request");
+      // etcd finds no key for an op that names none.
+      throw new RequestRejected("KeyNotFound", "txn op without a request");
   }
 }
 

@@ -40,6 +40,7 @@ import {
   leaseId,
   leaseReadChecks,
   leaseWriteChecks,
+  MAX_LEASE_ID,
   MAX_LEASE_TTL_SECONDS,
   rangeChecks,
   revision,
@@ -160,14 +161,21 @@ export class ApiServer implements ApiHost {
       // release-3.4 (v3rpc/key.go): compaction is root's.
       Compact: this.unary(async (w, call) => {
         const caller = await this.auth.authorizeAdmin(call);
-        return this.write(call, { type: "compact", revision: revision(Number(w.revision ?? 0)) }, caller);
+        // etcd: at or below the compacted revision (-1 at first) is compacted, above the current one future.
+        const rev = BigInt(String(w.revision ?? "0"));
+        if (rev < 0n) throw new ErrorAnswer("Compacted");
+        if (rev > BigInt(Number.MAX_SAFE_INTEGER)) throw new ErrorAnswer("FutureRev");
+        return this.write(call, { type: "compact", revision: revision(Number(rev)) }, caller);
       }),
     });
     this.register(api.services.Lease, {
       LeaseGrant: this.unary((w, call) => this.leaseGrant(w, call)),
       LeaseRevoke: this.unary(async (w, call) => {
         const caller = await this.auth.authorize(call, []);
-        return this.write(call, { type: "leaseRevoke", id: leaseId(BigInt(String(w.ID ?? "0"))) }, caller);
+        const id = BigInt(String(w.ID ?? "0"));
+        // A negative id names no lease etcd could have granted.
+        if (id < 0n || id > MAX_LEASE_ID) throw new ErrorAnswer("LeaseNotFound");
+        return this.write(call, { type: "leaseRevoke", id: leaseId(id) }, caller);
       }),
       LeaseKeepAlive: (call: ServerDuplexStream<W, W>) => this.keepAliveStream(call),
       LeaseTimeToLive: this.unary((w, call) => this.leaseTimeToLive(w, call)),

@@ -185,13 +185,9 @@ export const DEVIATIONS = {
   int64BeyondSafe:
     "an int64 field beyond ±2^53 (revision, limit, min/max revisions, TTL) is refused as 'request is too large' " +
     "(or TTL too large); etcd uses the number (future revision, no limit, lease exists)",
-  compactOutOfRange:
-    "Compact with a negative or beyond-2^53 revision: leasehold 'not capable'; etcd compacted/future",
   unknownSortOrder: "Range with an unknown sort_order: leasehold 'not capable'; etcd ignores it (no sort)",
   unknownCompareEnum:
     "Txn compare with an unknown target or result: leasehold 'not capable'; etcd evaluates it (as equal/true)",
-  emptyRequestOp: "a txn op with no request set: leasehold 'not capable'; etcd 'key not found'",
-  revokeNegativeId: "LeaseRevoke of a negative id: leasehold 'not capable'; etcd 'lease not found'",
   readOnlyTxnSize:
     "a read-only txn over 1.5 MiB: leasehold 'request is too large' (every txn is a log entry); etcd serves it",
   invalidToken:
@@ -971,7 +967,6 @@ function kvArms(world: World): Arm[] {
       fc.oneof(negativeSafe, beyondSafe).map((revision) => ({
         call: unary("KV", "Compact", { revision }),
         etcd: revision.startsWith("-") ? err("Compacted") : err("FutureRev"),
-        deviation: notCapable("compactOutOfRange"),
       })),
     ),
   ];
@@ -1185,7 +1180,7 @@ function txnCase(world: World, g: fc.GeneratorValue, fault: TxnFault): Omit<Grpc
     }
     case "emptyOp":
       insert(anyList(anyNode), {});
-      return { call: call(), etcd: err("KeyNotFound"), deviation: notCapable("emptyRequestOp") };
+      return { call: call(), etcd: err("KeyNotFound") };
     case "duplicatePuts": {
       const key = B(`${FUZZ_PREFIX}dup/${g(() => fc.nat())}`);
       const l = anyList(anyNode);
@@ -1402,7 +1397,6 @@ function leaseArms(world: World): Arm[] {
       dec(bigIn(INT64_MIN, -1n)).map((ID) => ({
         call: unary("Lease", "LeaseRevoke", { ID }),
         etcd: err("LeaseNotFound"),
-        deviation: notCapable("revokeNegativeId"),
       })),
     ),
     arm(
