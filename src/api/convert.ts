@@ -91,14 +91,23 @@ export function rangeFromWire(w: W): RangeRequest {
     limit: int(w.limit, "limit"),
     // etcd reads at the current revision for any revision <= 0.
     revision: revision(Math.max(0, int(w.revision, "revision"))),
-    sortOrder: enumOf(SORT_ORDERS, w.sort_order, "sort order"),
-    sortTarget: enumOf(SORT_TARGETS, w.sort_target, "sort target"),
+    ...sortFromWire(w),
     keysOnly: w.keys_only === true,
     countOnly: w.count_only === true,
     minModRevision: revision(int(w.min_mod_revision, "min_mod_revision")),
     maxModRevision: revision(int(w.max_mod_revision, "max_mod_revision")),
     minCreateRevision: revision(int(w.min_create_revision, "min_create_revision")),
     maxCreateRevision: revision(int(w.max_create_revision, "max_create_revision")),
+  };
+}
+
+/** etcd sorts only by an order it knows: an unknown one means no sort (and the target is never looked at). */
+function sortFromWire(w: W): { sortOrder: SortOrder; sortTarget: SortTarget } {
+  const order = typeof w.sort_order === "number" ? w.sort_order : 0;
+  if (SORT_ORDERS[order] === undefined) return { sortOrder: "none", sortTarget: "key" };
+  return {
+    sortOrder: enumOf(SORT_ORDERS, w.sort_order, "sort order"),
+    sortTarget: enumOf(SORT_TARGETS, w.sort_target, "sort target"),
   };
 }
 

@@ -185,7 +185,6 @@ export const DEVIATIONS = {
   int64BeyondSafe:
     "an int64 field beyond ±2^53 (revision, limit, min/max revisions, TTL) is refused as 'request is too large' " +
     "(or TTL too large); etcd uses the number (future revision, no limit, lease exists)",
-  unknownSortOrder: "Range with an unknown sort_order: leasehold 'not capable'; etcd ignores it (no sort)",
   unknownCompareEnum:
     "Txn compare with an unknown target or result: leasehold 'not capable'; etcd evaluates it (as equal/true)",
   readOnlyTxnSize:
@@ -886,7 +885,6 @@ function kvArms(world: World): Arm[] {
       fc.tuple(range, int32Outside(2)).map(([r, sort_order]) => ({
         call: unary("KV", "Range", { ...r, sort_order }),
         etcd: ok(),
-        deviation: notCapable("unknownSortOrder"),
       })),
     ),
     arm(
