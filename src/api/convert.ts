@@ -133,32 +133,63 @@ export function deleteFromWire(w: W): DeleteRangeRequest {
   return { key, rangeEnd: optionalEnd(w.range_end), prevKv: w.prev_kv === true };
 }
 
+/**
+ * etcd's compareKV for enum values it does not know: an unknown target
+ * compares as equal (its result switch sees 0), an unknown result holds
+ * (the switch falls through to `true`); a value target still fails where no
+ * key exists. Each case is the same test on `version`, which every key has.
+ */
+function unknownCompare(w: W, key: Uint8Array): Compare | undefined {
+  const target = typeof w.target === "number" ? w.target : 0;
+  const result = typeof w.result === "number" ? w.result : 0;
+  const knownTarget = target >= 0 && target <= 4;
+  const knownResult = COMPARE_RESULTS[result] !== undefined;
+  if (knownTarget && knownResult) return undefined;
+  const rangeEnd = optionalEnd(w.range_end);
+  const always = { key, rangeEnd, target: "version", result: "greater", version: -1 } as const;
+  if (!knownResult)
+    return target === 3 ? { key, rangeEnd, target: "version", result: "greater", version: 0 } : always;
+  // A known result on a target etcd does not know: equal holds, the others never do.
+  return COMPARE_RESULTS[result] === "equal"
+    ? always
+    : { key, rangeEnd, target: "version", result: "less", version: 0 };
+}
+
 function compareFromWire(w: W): Compare {
   const key = bytes(w.key);
+  const unknown = unknownCompare(w, key);
+  if (unknown !== undefined) return unknown;
   const base = {
     key,
     rangeEnd: optionalEnd(w.range_end),
     result: enumOf(COMPARE_RESULTS, w.result, "compare result"),
   };
+  // The operand is the oneof member set (the last one on the wire, as Go decodes it); another
+  // member, or none, leaves the target's operand at its zero value.
+  const operand = (field: string): unknown => (w.target_union === field ? w[field] : undefined);
   // etcd Compare.CompareTarget: VERSION 0, CREATE 1, MOD 2, VALUE 3, LEASE 4.
   switch (typeof w.target === "number" ? w.target : 0) {
     case 0:
-      return { ...base, target: "version", version: int(w.version, "version") };
+      return { ...base, target: "version", version: int(operand("version"), "version") };
     case 1:
       return {
         ...base,
         target: "create",
-        createRevision: revision(int(w.create_revision, "create_revision")),
+        createRevision: revision(int(operand("create_revision"), "create_revision")),
       };
     case 2:
-      return { ...base, target: "mod", modRevision: revision(int(w.mod_revision, "mod_revision")) };
+      return {
+        ...base,
+        target: "mod",
+        modRevision: revision(int(operand("mod_revision"), "mod_revision")),
+      };
     case 3:
-      return { ...base, target: "value", value: bytes(w.value) };
+      return { ...base, target: "value", value: bytes(operand("value")) };
     case 4:
       return {
         ...base,
         target: "lease",
-        lease: leaseId(BigInt(typeof w.lease === "string" ? w.lease : "0")),
+        lease: leaseId(BigInt(typeof operand("lease") === "string" ? (operand("lease") as string) : "0")),
       };
     default:
       throw new RequestRejected("NotCapable", `unknown compare target ${String(w.target)}`);

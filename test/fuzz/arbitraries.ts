@@ -185,8 +185,6 @@ export const DEVIATIONS = {
   int64BeyondSafe:
     "an int64 field beyond ±2^53 (revision, limit, min/max revisions, TTL) is refused as 'request is too large' " +
     "(or TTL too large); etcd uses the number (future revision, no limit, lease exists)",
-  unknownCompareEnum:
-    "Txn compare with an unknown target or result: leasehold 'not capable'; etcd evaluates it (as equal/true)",
   readOnlyTxnSize:
     "a read-only txn over 1.5 MiB: leasehold 'request is too large' (every txn is a log entry); etcd serves it",
   invalidToken:
@@ -696,7 +694,6 @@ const ok = (check?: (r: W) => string | undefined): Expected =>
 const oneOf = (...options: Expected[]): Expected => ({ kind: "oneOf", options });
 const tooBig: Expected = { kind: "grpc", code: status.RESOURCE_EXHAUSTED, text: TOO_BIG_ERROR };
 const parseError: Expected = { kind: "grpc", code: status.INTERNAL, text: PARSE_ERROR };
-const notCapable = (id: DeviationId): GrpcCase["deviation"] => ({ id, expected: err("NotCapable") });
 const noKvs = (r: W): string | undefined =>
   Array.isArray(r.kvs) && r.kvs.length === 0 ? undefined : `expected no kvs, got ${stringify(r.kvs)}`;
 const deletedNothing = (r: W): string | undefined =>
@@ -1238,7 +1235,7 @@ function txnCase(world: World, g: fc.GeneratorValue, fault: TxnFault): Omit<Grpc
       }
       if (g(() => fc.boolean())) c.target = g(() => int32Outside(4));
       else c.result = g(() => int32Outside(3));
-      return { call: call(), etcd: ok(), deviation: notCapable("unknownCompareEnum") };
+      return { call: call(), etcd: ok() };
     }
     case "tooLargePut":
       insert(anyList(anyNode), { request_put: { ...b.put(), value: bytesOf(g(() => tooLargeSize)) } });
