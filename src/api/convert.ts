@@ -56,10 +56,15 @@ function bytes(v: unknown): Uint8Array {
 }
 
 /** An int64 field as a safe number (revisions, limits); out of that range is a bad request. */
-function int(v: unknown, field: string): number {
-  const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : 0;
-  if (!Number.isSafeInteger(n)) throw new RequestRejected("RequestTooLarge", `${field} out of range`);
-  return n;
+function int(v: unknown, _field: string): number {
+  // Decoded int64s are decimal strings (proto.ts); a number is taken whole.
+  if (typeof v === "number") v = Number.isFinite(v) ? String(Math.trunc(v)) : "0";
+  if (typeof v !== "string" || !/^-?\d+$/.test(v)) return 0;
+  const n = BigInt(v);
+  // Revisions, versions and limits this store reaches stay far below 2^53: a number past it
+  // orders against them exactly as its clamp does (a revision in the future, no limit).
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  return Number(n > max ? max : n < -max ? -max : n);
 }
 
 function lease(v: unknown): LeaseId {

@@ -451,10 +451,12 @@ export class ApiServer implements ApiHost {
   }
 
   private async leaseGrant(w: W, call: CallInfo): Promise<W> {
-    const ttl = Number(w.TTL ?? 0);
+    const ttlWire = BigInt(String(w.TTL ?? "0"));
     const id = BigInt(String(w.ID ?? "0"));
     if (id < 0n) throw new ErrorAnswer("LeaseNotFound");
-    if (!Number.isSafeInteger(ttl) || ttl > MAX_LEASE_TTL_SECONDS) throw new ErrorAnswer("LeaseTTLTooLarge");
+    if (ttlWire > BigInt(MAX_LEASE_TTL_SECONDS)) throw new ErrorAnswer("LeaseTTLTooLarge");
+    // Any TTL below the minimum (negative ones too) is raised to it by the state machine.
+    const ttl = ttlWire < 0n ? 0 : Number(ttlWire);
     const caller = await this.auth.authorize(call, []);
     return this.write(call, { type: "leaseGrant", id: leaseId(id), ttlSeconds: Math.max(0, ttl) }, caller);
   }

@@ -182,9 +182,6 @@ export type Expected =
 
 /** Why leasehold may answer differently from etcd 3.4.23, by id (the report lists each). */
 export const DEVIATIONS = {
-  int64BeyondSafe:
-    "an int64 field beyond ±2^53 (revision, limit, min/max revisions, TTL) is refused as 'request is too large' " +
-    "(or TTL too large); etcd uses the number (future revision, no limit, lease exists)",
   readOnlyTxnSize:
     "a read-only txn over 1.5 MiB: leasehold 'request is too large' (every txn is a log entry); etcd serves it",
   invalidToken:
@@ -847,7 +844,6 @@ function kvArms(world: World): Arm[] {
           // etcd: a revision past the current one is in the future, one below 1 means "current";
           // limits and min/max filters are plain numbers.
           etcd: field === "revision" && !v.startsWith("-") ? err("FutureRev") : ok(),
-          deviation: { id: "int64BeyondSafe", expected: err("RequestTooLarge") },
         })),
     ),
     arm(
@@ -1375,7 +1371,6 @@ function leaseArms(world: World): Arm[] {
       dec(bigIn(INT64_MIN, -SAFE_MAX - 1n)).map((TTL) => ({
         call: unary("Lease", "LeaseGrant", { TTL, ID: L }),
         etcd: err("LeaseExist"),
-        deviation: { id: "int64BeyondSafe", expected: err("LeaseTTLTooLarge") },
       })),
     ),
     arm(
