@@ -19,7 +19,7 @@ interface FailoverConfig {
   readonly concurrency: number;
 }
 
-const USAGE = `usage: npm run bench -- failover [--kills N] [--concurrency C]
+const USAGE = `usage: npm run bench -- failover-gaps [--kills N] [--concurrency C]
   --kills         leader kills per system (default 10, at most 100)
   --concurrency   writers (default 8, at most 256)
 `;
@@ -130,7 +130,7 @@ function summary(gaps: readonly number[]): string {
 }
 
 export async function failoverBench(args: readonly string[]): Promise<void> {
-  const cfg = parseWorkloadArgs("failover", USAGE, args, parse);
+  const cfg = parseWorkloadArgs("failover-gaps", USAGE, args, parse);
   if (cfg === undefined) return;
   const m = machineInfo();
   const haveEtcd = spawnSync("etcd", ["--version"]).status === 0;

@@ -5,13 +5,21 @@
  * configuration, then its figures, then one JSON line of results. This file
  * only dispatches; a new workload adds one row to WORKLOADS.
  *
+ * The side-by-side workloads of issue 6 (harness/side.ts: grant, keepalive,
+ * put, put-shared-lease, lock, expiry, failover, memory, watch, and `all`)
+ * are listed after the older ones; the older multi-kill failover benchmark
+ * (failover.ts) is `failover-gaps`, since `failover` is now the side-by-side
+ * one (which also keeps a lease alive through the kills).
+ *
  * Exit codes: 0 done, 1 the workload failed, 2 bad usage (unknown workload).
  */
 
 import { failoverBench } from "./failover.ts";
+import { sideBench } from "./harness/side.ts";
 import { raftBench } from "./raft.ts";
 import { serverBench } from "./server.ts";
 import { stateBench } from "./state.ts";
+import { WORKLOADS as SIDE_BY_SIDE } from "./workloads/index.ts";
 
 /** One runnable workload: `args` are the command-line words after its name. */
 interface Workload {
@@ -29,7 +37,7 @@ const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
     },
   ],
   [
-    "failover",
+    "failover-gaps",
     {
       summary:
         "3 member processes under write load: kill -9 the leader N times, gap to the first write acknowledged after",
@@ -50,6 +58,18 @@ const WORKLOADS: ReadonlyMap<string, Workload> = new Map<string, Workload>([
       summary:
         "state layer alone, no Raft/I/O: put-with-lease onto a 100k-key lease vs a fresh one; expiring 100k leases",
       run: stateBench,
+    },
+  ],
+  ...SIDE_BY_SIDE.map((w): [string, Workload] => [
+    w.name,
+    { summary: `${w.summary} [side by side: --vs-etcd]`, run: (args) => sideBench(w.name, args) },
+  ]),
+  [
+    "all",
+    {
+      summary:
+        "every side-by-side workload, 3 members by default (with --vs-etcd: and etcd); goals met/not met; writes bench/results/<date>.json and .md",
+      run: (args) => sideBench("all", args),
     },
   ],
 ]);
