@@ -11,112 +11,22 @@
  * seen arriving through a Watch stream.
  */
 
-import {
-  type Client,
-  type ClientUnaryCall,
-  credentials,
-  loadPackageDefinition,
-  Metadata,
-  type ServiceError,
-} from "@grpc/grpc-js";
+import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { electionObservers } from "../../src/api/election.ts";
-import { loadEtcdApi, type WireMessage } from "../../src/api/index.ts";
+import type { WireMessage } from "../../src/api/index.ts";
 import { recipeWaiters } from "../../src/api/recipes.ts";
-import { ApiServer } from "../../src/api/server.ts";
-import { bootstrapState, memberId } from "../../src/raft/index.ts";
-import { Member } from "../../src/server/member.ts";
+import { B, DEADLINE_MS, type Pending, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
-const api = loadEtcdApi();
-const DEADLINE_MS = 10_000;
-const B = (s: string): Buffer => Buffer.from(s);
-const S = (b: unknown): string => Buffer.from(b as Buffer).toString();
-
-type ClientCtor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
-type UnaryFn = (
-  req: W,
-  md: Metadata,
-  opts: { deadline: number },
-  cb: (e: ServiceError | null, r?: W) => void,
-) => ClientUnaryCall;
 interface Readable extends NodeJS.EventEmitter {
   cancel(): void;
 }
 
-/** A unary call in flight: its answer (or error) and the way to cancel it. */
-interface Pending {
-  readonly answer: Promise<W>;
-  readonly call: ClientUnaryCall;
-}
-
-/** One member (a cluster of one, in memory) serving the API on a loopback port. */
-class Node {
-  readonly member: Member;
-  readonly server: ApiServer;
-  private readonly clients = new Map<string, Client & Record<string, UnaryFn>>();
-  address = "";
-
+/** The harness member, with the Election service's calls. */
+class Node extends RecipeNode {
   constructor() {
-    const id = memberId(1);
-    this.member = new Member(
-      { id, heartbeatMs: 10, electionMs: 50, snapshotCount: 1_000_000 },
-      bootstrapState([id]),
-      { save: () => {}, saveSnapshot: () => {} },
-      { send: () => false },
-    );
-    this.server = new ApiServer({
-      member: this.member,
-      clusterId: 0x1234n,
-      dbSize: () => 0,
-      log: (level, msg) => {
-        if (level !== "info") serverLog.push(`${level}: ${msg}`);
-      },
-    });
-  }
-
-  async start(): Promise<this> {
-    const port = await this.server.listen("127.0.0.1", 0);
-    this.address = `127.0.0.1:${port}`;
-    this.member.start();
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    for (const c of this.clients.values()) c.close();
-    await this.server.close();
-    this.member.stop();
-  }
-
-  client(service: string): Client & Record<string, UnaryFn> {
-    let c = this.clients.get(service);
-    if (c === undefined) {
-      const [pkg, name] = service.split(".") as [string, string];
-      const pkgs = loadPackageDefinition(api.packageDefinition) as unknown as Record<
-        string,
-        Record<string, ClientCtor>
-      >;
-      c = new pkgs[pkg]![name]!(this.address, credentials.createInsecure()) as Client &
-        Record<string, UnaryFn>;
-      this.clients.set(service, c);
-    }
-    return c;
-  }
-
-  call(service: string, method: string, req: W): Pending {
-    const c = this.client(service);
-    let call!: ClientUnaryCall;
-    const answer = new Promise<W>((resolve, reject) => {
-      call = c[method]!.call(c, req, new Metadata(), { deadline: Date.now() + DEADLINE_MS }, (e, r) =>
-        e ? reject(e) : resolve(r!),
-      );
-    });
-    answer.catch(() => {});
-    return { answer, call };
-  }
-
-  unary(service: string, method: string, req: W): Promise<W> {
-    return this.call(service, method, req).answer;
+    super(serverLog);
   }
 
   campaign(name: string, lease: string, value: string): Pending {
@@ -134,21 +44,8 @@ class Node {
     return new Stream(c.Observe({ name: B(name) }, new Metadata()));
   }
 
-  async grant(ttl = 60): Promise<string> {
-    return String((await this.unary("etcdserverpb.Lease", "LeaseGrant", { TTL: ttl })).ID);
-  }
-
-  revoke(id: string): Promise<W> {
-    return this.unary("etcdserverpb.Lease", "LeaseRevoke", { ID: id });
-  }
-
   async put(key: string, value = "v"): Promise<number> {
     return rev(await this.unary("etcdserverpb.KV", "Put", { key: B(key), value: B(value) }));
-  }
-
-  async get(key: string): Promise<W | undefined> {
-    const r = await this.unary("etcdserverpb.KV", "Range", { key: B(key) });
-    return (r.kvs as W[])[0];
   }
 }
 
