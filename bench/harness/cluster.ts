@@ -132,10 +132,15 @@ async function freePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
+/** Extra node flags for leasehold members, e.g. LEASEHOLD_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile them. */
+const NODE_ARGS = (process.env.LEASEHOLD_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+
 function spawnMember(m: Member): void {
   const child =
     m.system === "leasehold"
-      ? spawn(process.execPath, [BIN, "serve", ...m.args], { stdio: ["ignore", "ignore", "pipe"] })
+      ? spawn(process.execPath, [...NODE_ARGS, BIN, "serve", ...m.args], {
+          stdio: ["ignore", "ignore", "pipe"],
+        })
       : spawn("etcd", [...m.args], { stdio: ["ignore", "ignore", "pipe"] });
   track(child);
   m.child = child;

@@ -54,6 +54,9 @@ export function usageFigures(server: ServerUsage | undefined, clientCpuPct: read
     const rss = server.rssBytes.filter((r): r is number => r !== null);
     out.push(
       fig("cpu-per-op", "server CPU µs/op (all members)", server.cpuUsPerOp, "lower", 1),
+      ...(server.fsyncsPerOp === undefined
+        ? []
+        : [fig("fsyncs-per-op", "WAL fsyncs/op (all members)", server.fsyncsPerOp, "none", 2)]),
       fig(
         "server-cpu-pct",
         "server CPU, % of a core (all members)",
@@ -113,6 +116,8 @@ export async function pooled(
 ): Promise<Pooled> {
   let s0: (ProcSample | undefined)[] = [];
   let s1: (ProcSample | undefined)[] = [];
+  let f0: Promise<number | null> = Promise.resolve(null);
+  let f1: Promise<number | null> = Promise.resolve(null);
   const out = await runPool({
     workload: env.workload,
     count: clients,
@@ -122,9 +127,11 @@ export async function pooled(
     measureMs: env.opts.seconds * 1000,
     onMeasureStart: () => {
       s0 = sampleCluster(env.cluster);
+      f0 = walFsyncs(env.cluster);
     },
     onMeasureStop: () => {
       s1 = sampleCluster(env.cluster);
+      f1 = walFsyncs(env.cluster);
     },
     progress: env.progress,
     label: env.label,
@@ -147,6 +154,8 @@ export async function pooled(
   }
   // The last bin is a fraction of a second (the stop message's travel): drop it when it is.
   if (perSecond.length > env.opts.seconds) perSecond.length = env.opts.seconds;
+  const [fsync0, fsync1] = await Promise.all([f0, f1]);
+  const server = serverUsage(s0, s1, ops, out.windowMs);
   return {
     ops,
     errors,
@@ -154,10 +163,32 @@ export async function pooled(
     latency,
     perSecond,
     windowMs: out.windowMs,
-    server: serverUsage(s0, s1, ops, out.windowMs),
+    server: {
+      ...server,
+      fsyncsPerOp: fsync0 === null || fsync1 === null || ops === 0 ? null : (fsync1 - fsync0) / ops,
+    },
     clientCpuPct: out.results.map((r) => (r.wallUs > 0 ? (r.cpuUs / r.wallUs) * 100 : 0)),
     extra,
   };
+}
+
+/** WAL fsyncs so far, all members (etcd_disk_wal_fsync_duration_seconds_count on each /metrics); null if one cannot be read. */
+async function walFsyncs(c: Cluster): Promise<number | null> {
+  const counts = await Promise.all(
+    c.members.map(async (m) => {
+      try {
+        const res = await fetch(`http://${m.endpoint}/metrics`, { signal: AbortSignal.timeout(2_000) });
+        const text = await res.text();
+        const line = /^etcd_disk_wal_fsync_duration_seconds_count(?:\{[^}]*\})? (\S+)$/m.exec(text);
+        return line === null ? null : Number(line[1]);
+      } catch {
+        return null;
+      }
+    }),
+  );
+  return counts.every((n) => n !== null && Number.isFinite(n))
+    ? counts.reduce<number>((a, n) => a + (n ?? 0), 0)
+    : null;
 }
 
 export const endpointsOf = (c: Cluster): string[] => c.members.map((m) => m.endpoint);

@@ -96,6 +96,19 @@ export function parseOptions(args: readonly string[]): Options | string {
   };
 }
 
+/**
+ * Builds dist/ (scripts/build.js) so the members run the compiled code that
+ * `npm start` runs, as bin/leasehold.js does once the build is fresh; says how
+ * they will run. LEASEHOLD_TSX=1 measures the tsx path instead.
+ */
+function buildLeasehold(): string {
+  if (process.env.LEASEHOLD_TSX === "1") return "src/ through tsx (LEASEHOLD_TSX=1)";
+  const script = fileURLToPath(new URL("../../scripts/build.js", import.meta.url));
+  const r = spawnSync(process.execPath, [script], { stdio: "inherit" });
+  if (r.status !== 0) throw new Error("bench: building dist/ failed (npm run build)");
+  return "compiled dist/";
+}
+
 function leaseholdVersion(): string {
   const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" });
   if (head.status !== 0) return "unknown";
@@ -162,11 +175,12 @@ export async function sideBench(name: string, args: readonly string[]): Promise<
   const withEtcd = version !== undefined;
   const m = machineInfo();
   const command = `npm run bench -- ${[name, ...args].join(" ")}`;
+  const how = buildLeasehold();
   const header = [
     `bench ${name}`,
     ...machineLines(m),
     `  command             ${command}`,
-    `  leasehold           ${leaseholdVersion()} (node bin/leasehold.js serve)`,
+    `  leasehold           ${leaseholdVersion()} (node bin/leasehold.js serve: ${how})`,
     `  etcd                ${opts.vsEtcd ? (version ?? "not on the PATH: leasehold only") : "not run (add --vs-etcd)"}`,
     `  servers             127.0.0.1, data directories on disk, --heartbeat-interval 100 --election-timeout 1000, a fresh cluster per workload and system`,
     `  load                ${opts.clients} client process(es), ${opts.concurrency} in flight each; ${opts.warmup} s warmup, ${opts.seconds} s measured (throughput workloads)`,

@@ -48,6 +48,8 @@ export interface ServerUsage {
   readonly windowMs: number;
   /** All members' CPU over the operations of the window. */
   readonly cpuUsPerOp: number | null;
+  /** All members' WAL fsyncs over the operations of the window (from /metrics; undefined: not scraped). */
+  readonly fsyncsPerOp?: number | null;
 }
 
 export interface SideRun {

@@ -275,24 +275,60 @@ export interface HeaderSource {
   raftTerm(): number;
 }
 
+/**
+ * A response header. The int64 fields are given as numbers (safe integers)
+ * and the cluster id as its 32-bit halves, not as decimal strings: protobufjs
+ * parses a string into a Long on every encode, and every response has one.
+ */
 export function header(src: HeaderSource, rev: number): W {
   return {
-    cluster_id: src.clusterId.toString(),
-    member_id: String(src.memberId),
-    revision: String(rev),
-    raft_term: String(src.raftTerm()),
+    cluster_id: uint64Bits(src.clusterId),
+    member_id: src.memberId,
+    revision: rev,
+    raft_term: src.raftTerm(),
   };
+}
+
+/** A uint64 as protobufjs's Long-like halves (what Long.fromValue takes without parsing). */
+export interface Uint64Bits {
+  readonly low: number;
+  readonly high: number;
+  readonly unsigned: true;
+}
+
+/** A 64-bit id as protobufjs's Long-like halves (no decimal string for it to parse). */
+export function int64Bits(value: bigint): Uint64Bits {
+  return {
+    low: Number(BigInt.asIntN(32, value)),
+    high: Number(BigInt.asIntN(32, value >> 32n)),
+    unsigned: true,
+  };
+}
+
+/** The value of a Uint64Bits. */
+export function uint64FromBits(b: Uint64Bits): bigint {
+  return (BigInt(b.high >>> 0) << 32n) | BigInt(b.low >>> 0);
+}
+
+let lastBits: { readonly value: bigint; readonly bits: Uint64Bits } | undefined;
+
+/** `value` (0 <= value < 2^64) as Uint64Bits; the last one is remembered (a member has one cluster id). */
+export function uint64Bits(value: bigint): Uint64Bits {
+  if (lastBits?.value === value) return lastBits.bits;
+  const bits = int64Bits(value);
+  lastBits = { value, bits };
+  return bits;
 }
 
 export function kvToWire(kv: KeyValue): W {
   const out: W = {
     key: Buffer.from(kv.key),
-    create_revision: String(kv.createRevision),
-    mod_revision: String(kv.modRevision),
-    version: String(kv.version),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
   };
   if (kv.value.length > 0) out.value = Buffer.from(kv.value);
-  if (kv.lease !== 0n) out.lease = kv.lease.toString();
+  if (kv.lease !== 0n) out.lease = int64Bits(kv.lease);
   return out;
 }
 
@@ -303,7 +339,7 @@ export function eventToWire(ev: KvEvent, withPrev: boolean): W {
 }
 
 export function rangeToWire(r: RangeResult & { ok: true }, h: W): W {
-  return { header: h, kvs: r.kvs.map(kvToWire), more: r.more, count: String(r.count) };
+  return { header: h, kvs: r.kvs.map(kvToWire), more: r.more, count: r.count };
 }
 
 /**
@@ -312,7 +348,7 @@ export function rangeToWire(r: RangeResult & { ok: true }, h: W): W {
  * txn's revision after it); a nested txn's own header stays empty.
  */
 function responseOpToWire(op: ResponseOp): W {
-  const h: W = op.type === "txn" ? {} : { revision: String(op.response.revision) };
+  const h: W = op.type === "txn" ? {} : { revision: op.response.revision };
   switch (op.type) {
     case "range":
       return { response_range: rangeToWire({ ok: true, ...op.response }, h) };
@@ -322,7 +358,7 @@ function responseOpToWire(op: ResponseOp): W {
       return {
         response_delete_range: {
           header: h,
-          deleted: String(op.response.deleted),
+          deleted: op.response.deleted,
           prev_kvs: op.response.prevKvs.map(kvToWire),
         },
       };
@@ -387,7 +423,7 @@ export function writeResultToWire(result: CommandResult, h: (rev: number) => W):
     case "deleteRange":
       return {
         header: h(result.header.revision),
-        deleted: String(result.deleted),
+        deleted: result.deleted,
         prev_kvs: result.prevKvs.map(kvToWire),
       };
     case "txn": {
@@ -401,7 +437,7 @@ export function writeResultToWire(result: CommandResult, h: (rev: number) => W):
     case "compact":
       return { header: h(result.header.revision) };
     case "leaseGrant":
-      return { header: h(result.header.revision), ID: result.id.toString(), TTL: String(result.ttlSeconds) };
+      return { header: h(result.header.revision), ID: int64Bits(result.id), TTL: result.ttlSeconds };
     case "leaseRevoke":
       return { header: h(result.header.revision) };
     default:

@@ -116,6 +116,8 @@ export class ClientFront {
 
   /** Reads until the first bytes decide the protocol, puts them back and hands the socket over. */
   private sniff(socket: Socket): void {
+    // No Nagle: a small answer (most are) must not wait for the client's delayed ACK of the last one.
+    socket.setNoDelay(true);
     this.sniffing.add(socket);
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);

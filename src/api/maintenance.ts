@@ -51,7 +51,7 @@ import type { Alarm, AlarmType, Command } from "../state/index.ts";
 import { quotaCostBytes, revision } from "../state/index.ts";
 import type { ApiHost, CallInfo } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
-import { writeResultToWire } from "./convert.ts";
+import { type Uint64Bits, uint64FromBits, writeResultToWire } from "./convert.ts";
 import { etcdServiceError } from "./errors.ts";
 import type { WireMessage } from "./proto.ts";
 
@@ -179,7 +179,7 @@ function snapshot(host: ApiHost, call: ServerWritableStream<W, W>): void {
   const body = encodeDbSnapshot(
     {
       memberId: member.id.toString(16),
-      clusterId: String(host.header().cluster_id),
+      clusterId: uint64FromBits(host.header().cluster_id as Uint64Bits).toString(),
       revision: machine.currentRevision(),
       compactRevision: machine.compactedRevision(),
       appliedIndex: machine.appliedIndex(),

@@ -54,6 +54,7 @@ import type { HeaderSource } from "./convert.ts";
 import {
   deleteFromWire,
   header,
+  int64Bits,
   putFromWire,
   RequestRejected,
   rangeFromWire,
@@ -73,6 +74,8 @@ import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.t
 
 /** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
 export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+/** Renewals one LeaseKeepAlive stream may have in flight before it is paused (resumed at half). */
+export const KEEPALIVE_STREAM_INFLIGHT_MAX = 512;
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export interface ApiServerOptions {
@@ -509,37 +512,92 @@ export class ApiServer implements ApiHost {
    * stream OK once everything it sent is answered; a renew error ends it
    * with that error.
    */
+  /**
+   * LeaseKeepAlive: renewals are pipelined, up to KEEPALIVE_STREAM_INFLIGHT_MAX
+   * per stream (the stream is paused at the limit and resumed at half of it),
+   * and answered in request order, as etcd answers them; etcd serves a stream
+   * one renewal at a time, so a client renewing many leases over one stream
+   * waits a round trip to the leader per lease. A failure ends the stream with
+   * its status once every answer before it is sent (as etcd's one-at-a-time
+   * loop would); a half-close ends it once every renewal in flight is
+   * answered. Reading also pauses while grpc-js holds unsent answers (a client
+   * that sends but does not read), until they drain.
+   */
   private keepAliveStream(call: ServerDuplexStream<W, W>): void {
     if (this.refuseLearnerStream(call)) return;
-    let inFlight = false;
+    type Slot = { answer: W | undefined; error: unknown };
+    const queue: Slot[] = [];
     let halfClosed = false;
+    let paused = false;
+    let blocked = false;
+    let failed = false;
+    const pauseOrResume = (): void => {
+      const want = blocked || queue.length >= KEEPALIVE_STREAM_INFLIGHT_MAX;
+      if (want && !paused) {
+        paused = true;
+        call.pause();
+      } else if (!want && paused && queue.length <= KEEPALIVE_STREAM_INFLIGHT_MAX / 2) {
+        paused = false;
+        call.resume();
+      }
+    };
+    const flush = (): void => {
+      while (!failed && queue.length > 0) {
+        const head = queue[0]!;
+        if (head.error !== undefined) {
+          failed = true;
+          queue.length = 0;
+          // grpc-js sends a stream's status only through its "error" event.
+          if (!call.destroyed) call.emit("error", this.toServiceError(head.error));
+          return;
+        }
+        if (head.answer === undefined) break;
+        queue.shift();
+        if (call.cancelled || call.destroyed) continue;
+        if (!call.write(head.answer)) blocked = true;
+      }
+      pauseOrResume();
+      if (halfClosed && queue.length === 0 && !failed) call.end();
+    };
+    call.on("drain", () => {
+      blocked = false;
+      flush();
+    });
     call.on("data", (w: W) => {
-      call.pause();
-      inFlight = true;
-      const id = leaseId(BigInt(String(w.ID ?? "0")));
+      if (failed) return;
+      const slot: Slot = { answer: undefined, error: undefined };
+      queue.push(slot);
+      pauseOrResume();
+      let id: LeaseId;
+      try {
+        id = leaseId(BigInt(String(w.ID ?? "0")));
+      } catch (err) {
+        slot.error = err;
+        flush();
+        return;
+      }
       const hdr = this.header();
-      this.auth
-        .caller(call)
-        .then(() => this.checkLeaseKeys(this.member.machine, call, [id], "write"))
-        .then(() => this.member.keepAlive(id))
-        .then(
-          (ttl) => {
-            inFlight = false;
-            if (call.cancelled || call.destroyed) return;
-            call.write({ header: hdr, ID: id.toString(), TTL: String(ttl) });
-            if (halfClosed) call.end();
-            else call.resume();
-          },
-          (err: unknown) => {
-            inFlight = false;
-            // grpc-js sends a stream's status only through its "error" event.
-            if (!call.destroyed) call.emit("error", this.toServiceError(err));
-          },
-        );
+      // Auth off (the common case): straight to the lessor, without the identify/check steps.
+      const renewed = this.member.machine.authStore().isEnabled()
+        ? this.auth
+            .caller(call)
+            .then(() => this.checkLeaseKeys(this.member.machine, call, [id], "write"))
+            .then(() => this.member.keepAlive(id))
+        : this.member.keepAlive(id);
+      renewed.then(
+        (ttl) => {
+          slot.answer = { header: hdr, ID: int64Bits(id), TTL: ttl };
+          flush();
+        },
+        (err: unknown) => {
+          slot.error = err ?? new Error("keepalive failed");
+          flush();
+        },
+      );
     });
     call.on("end", () => {
       halfClosed = true;
-      if (!inFlight) call.end();
+      flush();
     });
     call.on("error", () => {});
   }

@@ -207,10 +207,21 @@ function messageProblem(m: Message): string | undefined {
 
 // ---------------------------------------------------------------- writing
 
-/** A growable byte buffer. Every number written must be a non-negative safe integer (asserted). */
+/**
+ * A growable byte buffer. Every number written must be a non-negative safe
+ * integer (asserted). Sized up front by the caller's bound (`sizeBound`), so a
+ * hot-path encode allocates once; `headroom` bytes at the front are left zero
+ * for a caller's own header (the member's envelope), saving it a copy.
+ * Assertion messages are built only when an assertion fails.
+ */
 class Writer {
-  private buf = new Uint8Array(64);
-  private len = 0;
+  private buf: Uint8Array;
+  private len: number;
+
+  constructor(capacity: number, headroom = 0) {
+    this.buf = new Uint8Array(Math.max(capacity + headroom, 16));
+    this.len = headroom;
+  }
 
   private reserve(n: number): void {
     if (this.len + n <= this.buf.length) return;
@@ -226,14 +237,19 @@ class Writer {
     this.buf[this.len++] = b;
   }
 
-  uvarint(n: number, what: string): void {
-    assert(Number.isSafeInteger(n) && n >= 0, `codec: ${what} must be a non-negative safe integer, got ${n}`);
+  /** `suffix` is appended to `what` in the failure message only (no string is built on success). */
+  uvarint(n: number, what: string, suffix = ""): void {
+    if (!(Number.isSafeInteger(n) && n >= 0))
+      assert(false, `codec: ${what}${suffix} must be a non-negative safe integer, got ${n}`);
     this.reserve(VARINT_BYTES_MAX);
+    const buf = this.buf;
+    let len = this.len;
     while (n >= 0x80) {
-      this.buf[this.len++] = (n % 0x80) | 0x80;
+      buf[len++] = (n % 0x80) | 0x80;
       n = Math.floor(n / 0x80);
     }
-    this.buf[this.len++] = n;
+    buf[len++] = n;
+    this.len = len;
   }
 
   bool(b: boolean): void {
@@ -241,19 +257,51 @@ class Writer {
   }
 
   bytes(data: Uint8Array, what: string): void {
-    this.uvarint(data.length, `${what} length`);
+    this.uvarint(data.length, what, " length");
     this.reserve(data.length);
     this.buf.set(data, this.len);
     this.len += data.length;
   }
 
   string(s: string, what: string): void {
-    assert(isWellFormed(s), `codec: ${what} has a lone surrogate and cannot round-trip through UTF-8`);
+    if (!isWellFormed(s))
+      assert(false, `codec: ${what} has a lone surrogate and cannot round-trip through UTF-8`);
     this.bytes(utf8Encoder.encode(s), what);
   }
 
+  /** The bytes written (headroom included): a view when the bound was tight, else a copy (no large tail kept alive). */
   finish(): Uint8Array {
+    if (this.len === this.buf.length) return this.buf;
+    if (this.buf.length - this.len <= 64) return this.buf.subarray(0, this.len);
     return this.buf.slice(0, this.len);
+  }
+}
+
+/** Bytes of a varint-coded length plus a few fixed fields per entry, generously (a bound, not exact). */
+const ENTRY_OVERHEAD_BOUND = 3 * VARINT_BYTES_MAX + 1;
+
+/** An upper bound (usually tight) on what `m` encodes to, kind header included. */
+function messageSizeBound(m: Message): number {
+  let n = 2 + 1 + 3 * VARINT_BYTES_MAX;
+  switch (m.type) {
+    case "app":
+      n += 4 * VARINT_BYTES_MAX;
+      for (const e of m.entries) n += ENTRY_OVERHEAD_BOUND + e.data.length;
+      return n;
+    case "snap":
+      return (
+        n +
+        4 * VARINT_BYTES_MAX +
+        (m.snapshot.meta.conf.voters.length + m.snapshot.meta.conf.learners.length) * VARINT_BYTES_MAX +
+        m.snapshot.data.length
+      );
+    case "readIndex":
+    case "readIndexResp":
+      return n + 2 * VARINT_BYTES_MAX + 3 * m.requestId.length + 1;
+    default:
+      // Heartbeats, responses and votes take 20-odd bytes: start at 40 (the Writer grows if one needs
+      // more) so that with a caller's header the buffer stays within V8's on-heap typed-array size.
+      return 40;
   }
 }
 
@@ -272,8 +320,8 @@ function isWellFormed(s: string): boolean {
   return true;
 }
 
-function start(kind: ValueKind): Writer {
-  const w = new Writer();
+function start(kind: ValueKind, capacity = 64, headroom = 0): Writer {
+  const w = new Writer(capacity, headroom);
   w.byte(CODEC_VERSION);
   w.byte(KIND[kind]);
   return w;
@@ -281,7 +329,7 @@ function start(kind: ValueKind): Writer {
 
 function writeEntry(w: Writer, e: Entry): void {
   const problem = entryProblem(e);
-  assert(problem === undefined, `codec: cannot encode: ${problem}`);
+  if (problem !== undefined) assert(false, `codec: cannot encode: ${problem}`);
   w.uvarint(e.term, "entry term");
   w.uvarint(e.index, "entry index");
   w.byte(e.kind === "conf" ? 1 : 0);
@@ -295,7 +343,7 @@ function writeHardState(w: Writer, hs: HardState): void {
 }
 
 function writeIds(w: Writer, ids: readonly MemberId[], what: string): void {
-  w.uvarint(ids.length, `${what} count`);
+  w.uvarint(ids.length, what, " count");
   for (const id of ids) w.uvarint(id, what);
 }
 
@@ -321,7 +369,7 @@ function writeSnapshot(w: Writer, s: Snapshot): void {
 
 function writeMessage(w: Writer, m: Message): void {
   const problem = messageProblem(m);
-  assert(problem === undefined, `codec: cannot encode: ${problem}`);
+  if (problem !== undefined) assert(false, `codec: cannot encode: ${problem}`);
   w.byte(MSG_TAG[m.type]);
   w.uvarint(m.from, "from");
   w.uvarint(m.to, "to");
@@ -380,7 +428,15 @@ function writeMessage(w: Writer, m: Message): void {
 /** A cursor over untrusted bytes; every read is bounds-checked and fails with a CodecError. */
 class Reader {
   pos = 0;
-  constructor(private readonly buf: Uint8Array) {}
+  /**
+   * `ownsBuffer`: `buf` is a private copy nobody else holds, so bytes fields
+   * are views into it (one allocation per decoded value instead of one per
+   * field); otherwise each bytes field is its own copy.
+   */
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly ownsBuffer = false,
+  ) {}
 
   fail(code: CodecErrorCode, detail: string, at: number = this.pos): never {
     throw new CodecError(code, at, detail);
@@ -395,22 +451,24 @@ class Reader {
     return this.buf[this.pos++]!;
   }
 
-  uvarint(what: string): number {
+  /** `suffix` is appended to `what` in failure messages only (no string is built on success). */
+  uvarint(what: string, suffix = ""): number {
     const at = this.pos;
     let value = 0;
     let scale = 1;
     for (let i = 0; i < VARINT_BYTES_MAX; i++) {
-      const b = this.byte(what);
+      if (this.pos >= this.buf.length) this.fail("truncated", `input ends before ${what}${suffix}`);
+      const b = this.buf[this.pos++]!;
       value += (b & 0x7f) * scale;
       if (b < 0x80) {
-        if (b === 0 && i > 0) this.fail("badVarint", `${what} is not in canonical form`, at);
+        if (b === 0 && i > 0) this.fail("badVarint", `${what}${suffix} is not in canonical form`, at);
         // Sums below 2^53 are exact; anything larger rounds to at least 2^53.
-        if (value > Number.MAX_SAFE_INTEGER) this.fail("badVarint", `${what} is above 2^53 - 1`, at);
+        if (value > Number.MAX_SAFE_INTEGER) this.fail("badVarint", `${what}${suffix} is above 2^53 - 1`, at);
         return value;
       }
       scale *= 0x80;
     }
-    return this.fail("badVarint", `${what} is longer than ${VARINT_BYTES_MAX} bytes`, at);
+    return this.fail("badVarint", `${what}${suffix} is longer than ${VARINT_BYTES_MAX} bytes`, at);
   }
 
   bool(what: string): boolean {
@@ -421,21 +479,26 @@ class Reader {
   }
 
   /** A count of items that take at least one byte each: never more than the bytes left. */
-  count(what: string): number {
+  count(what: string, suffix = ""): number {
     const at = this.pos;
-    const n = this.uvarint(what);
+    const n = this.uvarint(what, suffix);
     if (n > this.remaining())
-      this.fail("truncated", `${what} ${n} exceeds the ${this.remaining()} bytes left`, at);
+      this.fail("truncated", `${what}${suffix} ${n} exceeds the ${this.remaining()} bytes left`, at);
     return n;
   }
 
   bytes(what: string): Uint8Array {
     const at = this.pos;
-    const n = this.uvarint(`${what} length`);
+    const n = this.uvarint(what, " length");
     if (n > this.remaining()) this.fail("truncated", `${what} of ${n} bytes, ${this.remaining()} left`, at);
-    // A plain Uint8Array copy: `slice` on a subclass (Node's Buffer) may return a view or the subclass.
-    const out = new Uint8Array(n);
-    out.set(this.buf.subarray(this.pos, this.pos + n));
+    let out: Uint8Array;
+    if (this.ownsBuffer) {
+      out = this.buf.subarray(this.pos, this.pos + n);
+    } else {
+      // A plain Uint8Array copy: `slice` on a subclass (Node's Buffer) may return a view or the subclass.
+      out = new Uint8Array(n);
+      out.set(this.buf.subarray(this.pos, this.pos + n));
+    }
     this.pos += n;
     return out;
   }
@@ -460,8 +523,8 @@ class Reader {
   }
 }
 
-function open(bytes: Uint8Array, kind: ValueKind): Reader {
-  const r = new Reader(bytes);
+function open(bytes: Uint8Array, kind: ValueKind, ownsBuffer = false): Reader {
+  const r = new Reader(bytes, ownsBuffer);
   const version = r.byte("the version");
   if (version !== CODEC_VERSION)
     r.fail("badVersion", `version ${version}, this codec reads ${CODEC_VERSION}`, 0);
@@ -491,7 +554,7 @@ function readHardState(r: Reader): HardState {
 }
 
 function readIds(r: Reader, what: string): MemberId[] {
-  const n = r.count(`${what} count`);
+  const n = r.count(what, " count");
   const ids: MemberId[] = [];
   for (let i = 0; i < n; i++) ids.push(memberId(r.uvarint(what)));
   return ids;
@@ -593,7 +656,7 @@ function readMessageBody(
 
 /** Encodes one log entry. Asserts the entry invariants in the file header. */
 export function encodeEntry(e: Entry): Uint8Array {
-  const w = start("entry");
+  const w = start("entry", 2 + ENTRY_OVERHEAD_BOUND + e.data.length);
   writeEntry(w, e);
   return w.finish();
 }
@@ -653,7 +716,10 @@ export function decodeSnapshotMeta(bytes: Uint8Array): SnapshotMeta {
 
 /** Encodes a snapshot: its metadata and the state machine's bytes. */
 export function encodeSnapshot(s: Snapshot): Uint8Array {
-  const w = start("snapshot");
+  const w = start(
+    "snapshot",
+    64 + s.data.length + 10 * (s.meta.conf.voters.length + s.meta.conf.learners.length),
+  );
   writeSnapshot(w, s);
   return w.finish();
 }
@@ -668,14 +734,25 @@ export function decodeSnapshot(bytes: Uint8Array): Snapshot {
 
 /** Encodes any peer message, entries and snapshot included. Asserts the message invariants. */
 export function encodeMessage(m: Message): Uint8Array {
-  const w = start("message");
+  return encodeMessageAfter(m, 0);
+}
+
+/**
+ * encodeMessage's bytes after `headroom` zero bytes, for a caller that frames
+ * the message with its own header (written into the headroom): one buffer, no
+ * copy. `decodeMessage(out.subarray(headroom))` reads it back.
+ */
+export function encodeMessageAfter(m: Message, headroom: number): Uint8Array {
+  const w = start("message", messageSizeBound(m), headroom);
   writeMessage(w, m);
   return w.finish();
 }
 
 /** Decodes what encodeMessage wrote; throws CodecError on anything else. */
 export function decodeMessage(bytes: Uint8Array): Message {
-  const r = open(bytes, "message");
+  // One copy of the whole message, entries' data viewing into it: one allocation instead of one per entry
+  // (they live and die together in the log). A small message has no large field: copy per field.
+  const r = bytes.length > 256 ? open(new Uint8Array(bytes), "message", true) : open(bytes, "message");
   const m = readMessage(r);
   r.end();
   return m;

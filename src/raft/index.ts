@@ -20,6 +20,7 @@ export {
   encodeEntry,
   encodeHardState,
   encodeMessage,
+  encodeMessageAfter,
   encodeSnapshot,
   encodeSnapshotMeta,
 } from "./codec.ts";

@@ -72,6 +72,8 @@ export class Progress {
   readonly inflights: Inflights;
   /** Learners receive the log but do not vote; promotion flips this in place. */
   isLearner: boolean;
+  /** The commit index carried by the last append sent (a batched broadcast skips a follower that has it). */
+  commitSent: LogIndex = logIndex(0);
 
   constructor(next: LogIndex, inflightMax: number, isLearner: boolean) {
     this.match = logIndex(0);

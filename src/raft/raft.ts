@@ -143,6 +143,14 @@ export class Raft {
   private snapshotHanded = false;
   /** A Ready was handed out and not yet advanced: no new one until it is. */
   private readyInProgress = false;
+  /**
+   * Entries were proposed or the commit index moved since the last Ready: the
+   * leader sends the appends when the host next calls ready(), one per
+   * follower for everything since (batching: N proposals stepped in one turn
+   * of the host's loop make one append per follower, not N). Sending later is
+   * always safe; hasReady() reports it, so the host's loop does not stall.
+   */
+  private appendPending = false;
 
   constructor(config: RaftConfig, initial: RaftInitialState) {
     assert(config.id !== NO_MEMBER, "raft: id must not be 0");
@@ -208,7 +216,7 @@ export class Raft {
     }
     const first = logIndex(this.log.lastIndex() + 1);
     this.appendEntries(data.map((d, i) => this.newEntry(logIndex(first + i), "normal", d)));
-    this.bcastAppend();
+    this.appendPending = true;
     return { ok: true, index: first, term: this.term };
   }
 
@@ -225,7 +233,7 @@ export class Raft {
     const index = logIndex(this.log.lastIndex() + 1);
     this.appendEntries([this.newEntry(index, "conf", encodeConfChange(cc))]);
     this.pendingConfIndex = index;
-    this.bcastAppend();
+    this.appendPending = true;
     return { ok: true, index, term: this.term };
   }
 
@@ -321,6 +329,7 @@ export class Raft {
 
   hasReady(): boolean {
     if (this.readyInProgress) return false;
+    if (this.appendPending && this.role === "leader") return true;
     const soft = this.softState();
     if (
       soft.role !== this.prevSoft.role ||
@@ -342,6 +351,10 @@ export class Raft {
   /** Collects the work for the host. Call advance(ready) when it is done. */
   ready(): Ready {
     assert(!this.readyInProgress, "raft: ready() before advance() of the previous Ready");
+    if (this.appendPending) {
+      this.appendPending = false;
+      if (this.role === "leader") this.flushAppends();
+    }
     this.readyInProgress = true;
     const softState = this.softState();
     const hs = this.hardStateForReady();
@@ -396,7 +409,7 @@ export class Raft {
       const last = rd.committedEntries[rd.committedEntries.length - 1]!.index;
       if (last > this.log.applied) this.log.applied = last;
     }
-    if (this.role === "leader" && this.maybeCommit()) this.bcastAppend();
+    if (this.role === "leader" && this.maybeCommit()) this.appendPending = true;
   }
 
   // ---------------------------------------------------------------- accessors
@@ -870,7 +883,7 @@ export class Raft {
       pr.inflights.freeTo(m.index);
     }
     if (this.maybeCommit()) {
-      this.bcastAppend();
+      this.appendPending = true;
     } else if (wasPaused) {
       // The follower was waiting on us (probe or full window): it may not know the commit index yet.
       this.sendAppend(m.from, true);
@@ -903,6 +916,7 @@ export class Raft {
       entries,
       commit: this.log.committed,
     });
+    pr.commitSent = this.log.committed;
     if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index);
     else if (pr.state === "probe") pr.probeSent = true;
     return true;
@@ -917,6 +931,11 @@ export class Raft {
 
   private sendTimeoutNow(to: MemberId): void {
     this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
+  }
+
+  /** The batched broadcast: new entries to every follower, and the commit index to those without it. */
+  private flushAppends(): void {
+    for (const [id, pr] of this.prs) this.sendAppend(id, pr.commitSent < this.log.committed);
   }
 
   private bcastAppend(): void {

@@ -20,13 +20,16 @@
  *                 4 member not found, 5 member exists, 6 peer URL exists, 7 too many learners, 8 not a learner),
  *                 f64 index, f64 term, f64 leader
  *   REMOVED       nothing (the receiver was removed from the cluster)
+ *   BATCH         repeated: u32 length, one envelope of another kind than RAFT and BATCH
+ *                 (the small envelopes of one turn of the sender's loop, in order; at most
+ *                 BATCH_ENVELOPES_MAX)
  *
  * Decoding validates lengths and kinds and throws EnvelopeError; a peer that
  * sends garbage is logged and ignored, never trusted.
  */
 
 import type { Message } from "../raft/index.ts";
-import { decodeMessage, encodeMessage } from "../raft/index.ts";
+import { decodeMessage, encodeMessageAfter } from "../raft/index.ts";
 
 export class EnvelopeError extends Error {
   override readonly name = "EnvelopeError";
@@ -62,6 +65,8 @@ export type Envelope =
       readonly leader: number;
     }
   | { readonly kind: "proposeConf"; readonly reqId: number; readonly data: Uint8Array }
+  /** Small envelopes sent together (never RAFT nor BATCH inside). */
+  | { readonly kind: "batch"; readonly items: readonly Envelope[] }
   /** "You were removed from the cluster": the answer to any message from a removed member. */
   | { readonly kind: "removed" }
   | {
@@ -107,23 +112,50 @@ const KIND = {
   proposeConf: 8,
   confAnswer: 9,
   removed: 10,
+  batch: 11,
 } as const;
+
+/** Most envelopes in one BATCH (a sender splits longer runs). */
+export const BATCH_ENVELOPES_MAX = 4096;
 
 /** kind, sentAt, echo. */
 const RAFT_HEADER_BYTES = 17;
 
 const TTL_STATUS = ["ok", "notFound", "notLeader"] as const;
 
+/** One BATCH of already encoded small envelopes (1..BATCH_ENVELOPES_MAX, none RAFT or BATCH). */
+export function encodeBatch(items: readonly Uint8Array[]): Uint8Array {
+  if (items.length === 0 || items.length > BATCH_ENVELOPES_MAX)
+    throw new EnvelopeError(`envelope: a batch of ${items.length} envelopes`);
+  let size = 1;
+  for (const b of items) size += 4 + b.length;
+  const out = new Uint8Array(size);
+  out[0] = KIND.batch;
+  let at = 1;
+  for (const b of items) {
+    if (b[0] === KIND.raft || b[0] === KIND.batch)
+      throw new EnvelopeError("envelope: RAFT or BATCH inside a batch");
+    // u32 little-endian, by hand: no DataView over what may be a small on-heap array.
+    out[at] = b.length & 0xff;
+    out[at + 1] = (b.length >>> 8) & 0xff;
+    out[at + 2] = (b.length >>> 16) & 0xff;
+    out[at + 3] = (b.length >>> 24) & 0xff;
+    out.set(b, at + 4);
+    at += 4 + b.length;
+  }
+  return out;
+}
+
 export function encodeEnvelope(e: Envelope): Uint8Array {
   switch (e.kind) {
+    case "batch":
+      return encodeBatch(e.items.map(encodeEnvelope));
     case "raft": {
-      const body = encodeMessage(e.message);
-      const out = new Uint8Array(RAFT_HEADER_BYTES + body.length);
-      const v = view(out);
-      v.setUint8(0, KIND.raft);
-      v.setFloat64(1, e.sentAt, true);
-      v.setFloat64(9, e.echo, true);
-      out.set(body, RAFT_HEADER_BYTES);
+      const out = encodeMessageAfter(e.message, RAFT_HEADER_BYTES);
+      SCRATCH_VIEW.setUint8(0, KIND.raft);
+      SCRATCH_VIEW.setFloat64(1, e.sentAt, true);
+      SCRATCH_VIEW.setFloat64(9, e.echo, true);
+      out.set(SCRATCH.subarray(0, RAFT_HEADER_BYTES), 0);
       return out;
     }
     case "propose":
@@ -136,57 +168,52 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
       return out;
     }
     case "proposed": {
-      const out = new Uint8Array(30);
-      const v = view(out);
+      const v = SCRATCH_VIEW;
       v.setUint8(0, KIND.proposed);
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, e.ok ? 0 : 1);
       v.setFloat64(6, e.index, true);
       v.setFloat64(14, e.leader, true);
       v.setFloat64(22, e.term, true);
-      return out;
+      return SCRATCH.slice(0, 30);
     }
     case "keepAlive":
     case "ttl": {
-      const out = new Uint8Array(13);
-      const v = view(out);
+      const v = SCRATCH_VIEW;
       v.setUint8(0, KIND[e.kind]);
       v.setUint32(1, e.reqId, true);
       v.setBigInt64(5, e.lease, true);
-      return out;
+      return SCRATCH.slice(0, 13);
     }
     case "keepAliveAnswer": {
-      const out = new Uint8Array(14);
-      const v = view(out);
+      const v = SCRATCH_VIEW;
       v.setUint8(0, KIND.keepAliveAnswer);
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, e.ok ? 0 : 1);
       v.setFloat64(6, e.value, true);
-      return out;
+      return SCRATCH.slice(0, 14);
     }
     case "ttlAnswer": {
-      const out = new Uint8Array(30);
-      const v = view(out);
+      const v = SCRATCH_VIEW;
       v.setUint8(0, KIND.ttlAnswer);
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, TTL_STATUS.indexOf(e.status));
       v.setFloat64(6, e.grantedSeconds, true);
       v.setFloat64(14, e.remainingSeconds, true);
       v.setFloat64(22, e.leader, true);
-      return out;
+      return SCRATCH.slice(0, 30);
     }
     case "removed":
       return Uint8Array.of(KIND.removed);
     case "confAnswer": {
-      const out = new Uint8Array(30);
-      const v = view(out);
+      const v = SCRATCH_VIEW;
       v.setUint8(0, KIND.confAnswer);
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, CONF_STATUS.indexOf(e.status));
       v.setFloat64(6, e.index, true);
       v.setFloat64(14, e.term, true);
       v.setFloat64(22, e.leader, true);
-      return out;
+      return SCRATCH.slice(0, 30);
     }
   }
 }
@@ -271,10 +298,37 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
         leader: v.getFloat64(22, true),
       };
     }
+    case KIND.batch: {
+      const items: Envelope[] = [];
+      let at = 1;
+      while (at < bytes.length) {
+        if (items.length === BATCH_ENVELOPES_MAX) throw new EnvelopeError("envelope: batch too long");
+        if (bytes.length - at < 4) throw new EnvelopeError("envelope: batch item length cut short");
+        const n = v.getUint32(at, true);
+        if (n === 0 || n > bytes.length - at - 4)
+          throw new EnvelopeError(`envelope: batch item of ${n} bytes`);
+        const item = bytes.subarray(at + 4, at + 4 + n);
+        if (item[0] === KIND.raft || item[0] === KIND.batch)
+          throw new EnvelopeError("envelope: RAFT or BATCH inside a batch");
+        items.push(decodeEnvelope(item));
+        at += 4 + n;
+      }
+      if (items.length === 0) throw new EnvelopeError("envelope: empty batch");
+      return { kind: "batch", items };
+    }
     default:
       throw new EnvelopeError(`envelope: unknown kind ${bytes[0]}`);
   }
 }
+
+/**
+ * Where the fixed-size envelopes are written before being copied out: a DataView
+ * on a small fresh Uint8Array would make V8 move that array's bytes off the heap
+ * (`.buffer`), which costs more than the copy. Encoding is synchronous, so one
+ * scratch buffer serves every call.
+ */
+const SCRATCH = new Uint8Array(64);
+const SCRATCH_VIEW = new DataView(SCRATCH.buffer);
 
 function view(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);

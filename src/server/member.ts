@@ -44,10 +44,26 @@ import type {
   LeaseId,
   StateMachine,
 } from "../state/index.ts";
-import { decodeMemberContext, encodeCommand, Lessor, leaseId, Replica } from "../state/index.ts";
+import {
+  commandRequestBytes,
+  decodeMemberContext,
+  encodeCommand,
+  Lessor,
+  leaseId,
+  Replica,
+} from "../state/index.ts";
 import type { ConfAnswerStatus, Envelope } from "./envelope.ts";
-import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "./envelope.ts";
+import {
+  BATCH_ENVELOPES_MAX,
+  decodeEnvelope,
+  EnvelopeError,
+  encodeBatch,
+  encodeEnvelope,
+} from "./envelope.ts";
 import { QuorumContact } from "./quorum-contact.ts";
+
+/** About how many bytes of small envelopes one BATCH carries (flushOutbox). */
+const BATCH_BYTES_TARGET = 256 * 1024;
 
 /** Durable Raft state (src/storage implements it). */
 export interface StoragePort {
@@ -58,6 +74,8 @@ export interface StoragePort {
 /** Opaque payloads to peers (src/transport implements it). */
 export interface TransportPort {
   send(to: MemberId, payload: Uint8Array): boolean;
+  /** Write what is queued now rather than after the current synchronous run (optional). */
+  flush?(): void;
 }
 
 export interface MemberOptions {
@@ -169,6 +187,11 @@ export class Member {
   /** Called once when a peer tells this member that it was removed from the cluster. */
   onRemoved: () => void = () => {};
   private removedNoticed = false;
+  /** The term and vote on disk (the last hard state persisted). */
+  private durableTerm: number;
+  private durableVote: number;
+  /** Envelopes other than Raft messages waiting for the end of the loop's turn, per peer (sendTo). */
+  private readonly outbox = new Map<MemberId, Uint8Array[]>();
   /** When each voter last spoke in this member's term: the leader's real-time check before keepalives. */
   private readonly contact = new QuorumContact();
   /** The latest sentAt each peer stamped on a Raft message to this member (echoed back to it). */
@@ -205,6 +228,8 @@ export class Member {
       initial,
     );
     this.snapshotIndex = initial.snapshot.meta.index;
+    this.durableTerm = initial.hardState.term;
+    this.durableVote = initial.hardState.vote;
     this.replica = this.newReplica();
     this.replica.restore(initial.snapshot.data);
   }
@@ -230,6 +255,7 @@ export class Member {
   /** Stops ticking and fails every waiting call. Storage and transport are the caller's to close. */
   stop(): void {
     this.stopped = true;
+    this.outbox.clear();
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     const err = () => new MemberError("stopped", "etcdserver: server stopped");
     for (const { pending } of this.proposals.values()) settle(pending, err());
@@ -287,7 +313,16 @@ export class Member {
       if (e.kind !== "removed") this.sendTo(from, { kind: "removed" });
       return;
     }
+    if (e.kind === "batch") for (const item of e.items) this.handle(from, item);
+    else this.handle(from, e);
+    this.schedule();
+  }
+
+  private handle(from: MemberId, e: Envelope): void {
     switch (e.kind) {
+      case "batch":
+        // decodeEnvelope never nests batches.
+        return;
       case "raft":
         this.stampFrom.set(from, e.sentAt);
         // Credited with the time WE sent what the peer had heard when it replied, not the arrival
@@ -347,7 +382,6 @@ export class Member {
         break;
       }
     }
-    this.schedule();
   }
 
   /**
@@ -378,9 +412,55 @@ export class Member {
     this.raft.reportSnapshot(m.to, false);
   }
 
-  /** False if the transport did not take the message (it was dropped). */
+  /**
+   * A Raft message goes to the transport now; false if it did not take it
+   * (dropped). Any other envelope waits in the peer's outbox and leaves in
+   * one BATCH when the loop next runs (flushOutbox): a follower's forwarded
+   * proposals and keepalives, and the leader's answers, travel together
+   * instead of one transport payload each (always true: a lost one is
+   * answered by the caller's timeout, as before).
+   */
   private sendTo(to: MemberId, e: Envelope): boolean {
-    return this.transport.send(to, encodeEnvelope(e));
+    if (e.kind === "raft") return this.transport.send(to, encodeEnvelope(e));
+    let box = this.outbox.get(to);
+    if (box === undefined) {
+      box = [];
+      this.outbox.set(to, box);
+    }
+    box.push(encodeEnvelope(e));
+    this.schedule();
+    return true;
+  }
+
+  /**
+   * Sends each peer's outbox as BATCHes of at most BATCH_ENVELOPES_MAX
+   * envelopes and about BATCH_BYTES_TARGET bytes (an envelope as large alone
+   * goes by itself), so that one dropped payload loses few requests.
+   * Nothing leaves a stopped member.
+   */
+  private flushOutbox(): void {
+    if (this.outbox.size === 0) return;
+    if (this.stopped) {
+      this.outbox.clear();
+      return;
+    }
+    for (const [to, box] of this.outbox) {
+      let part: Uint8Array[] = [];
+      let bytes = 0;
+      const send = (): void => {
+        if (part.length > 0) this.transport.send(to, part.length === 1 ? part[0]! : encodeBatch(part));
+        part = [];
+        bytes = 0;
+      };
+      for (const e of box) {
+        if (part.length === BATCH_ENVELOPES_MAX || (part.length > 0 && bytes + e.length > BATCH_BYTES_TARGET))
+          send();
+        part.push(e);
+        bytes += e.length;
+      }
+      send();
+    }
+    this.outbox.clear();
   }
 
   // ---------------------------------------------------------------- client calls
@@ -388,9 +468,8 @@ export class Member {
   /** Proposes `command` and resolves with its result once this member applied it. */
   write(command: Command): Promise<WriteOutcome> {
     const data = encodeCommand(command);
-    // etcd bounds the request as protobuf; the command is JSON with its bytes in base64
-    // (4 characters per 3 bytes), which dominate any large request.
-    if (Math.ceil((data.length * 3) / 4) > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
+    // etcd bounds the request as protobuf; commandRequestBytes counts the entry as that (command.ts).
+    if (commandRequestBytes(data) > (this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES))
       return Promise.reject(new MemberError("tooLarge", "etcdserver: request is too large"));
     return new Promise<WriteOutcome>((resolve, reject) => {
       const failed = (e: Error): void => {
@@ -722,10 +801,22 @@ export class Member {
   private processReady(): void {
     let appliedSomething = false;
     let restored = false;
+    // Answers queued since the last turn leave before this turn's Raft messages: a follower learns
+    // the index of its forwarded proposal before the append that commits it can arrive.
+    this.flushOutbox();
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
+      // Raft thesis §10.2.1: a leader's appends may leave before its own write of the same
+      // entries (it counts itself toward a commit only once they are durable: stableTo in
+      // advance), so followers write in parallel with it. Only while its term and vote are
+      // already on disk; everything else waits for the write (the Ready contract).
+      const early = this.sendsBeforePersist(rd);
+      if (early) {
+        for (const m of rd.messages) this.sendRaft(m);
+        if (rd.entries.length > 0) this.transport.flush?.();
+      }
       this.persist(rd);
-      for (const m of rd.messages) this.sendRaft(m);
+      if (!early) for (const m of rd.messages) this.sendRaft(m);
       if (rd.snapshot !== undefined) {
         this.replica.restore(rd.snapshot.data);
         this.snapshotIndex = rd.snapshot.meta.index;
@@ -766,11 +857,31 @@ export class Member {
       this.observer.leaderChanged?.(this.lastLeader);
     }
     if (appliedSomething || restored) this.onApplied(restored);
+    this.flushOutbox();
   }
 
   private persist(rd: Ready): void {
     if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined)
       this.storage.save(rd.hardState, rd.entries, rd.snapshot);
+    if (rd.hardState !== undefined) {
+      this.durableTerm = rd.hardState.term;
+      this.durableVote = rd.hardState.vote;
+    }
+  }
+
+  /**
+   * Whether this Ready's messages may be sent before it is persisted: a
+   * leader's, with no snapshot to install, whose term and vote are already
+   * durable, and only appends and heartbeats (which promise nothing about the
+   * leader's own log).
+   */
+  private sendsBeforePersist(rd: Ready): boolean {
+    if (rd.softState.role !== "leader" || rd.snapshot !== undefined || rd.messages.length === 0) return false;
+    const hs = rd.hardState;
+    if (hs !== undefined && (hs.term !== this.durableTerm || hs.vote !== this.durableVote)) return false;
+    if (this.raft.term !== this.durableTerm) return false;
+    for (const m of rd.messages) if (m.type !== "app" && m.type !== "heartbeat") return false;
+    return true;
   }
 
   private apply(e: Entry): void {

@@ -41,6 +41,7 @@ import {
 } from "../raft/index.ts";
 import type { ApplyResult, Command, LessorOptions, WatchId } from "../state/index.ts";
 import {
+  binaryCommandType,
   bytesEqual,
   decodeCommand,
   encodeCommand,
@@ -244,7 +245,7 @@ interface Member {
 }
 
 const CLIENT_BASE = 1000;
-/** The JSON a leaseExpire command's entry data contains (command.ts encodes `"type":"leaseExpire"`). */
+/** The JSON a version-1 leaseExpire entry contains (`"type":"leaseExpire"`); version 2: binaryCommandType. */
 const EXPIRE_TAG = new TextEncoder().encode('"leaseExpire"');
 
 /** Whether `data` contains `tag` (a cheap filter before decoding). */
@@ -625,7 +626,7 @@ export class Simulator {
    * judged by the belief in what it really removed).
    */
   private incarnationsNamed(member: Member, data: Uint8Array): Map<bigint, number> | undefined {
-    if (!containsAscii(data, EXPIRE_TAG)) return undefined;
+    if (binaryCommandType(data) !== "leaseExpire" && !containsAscii(data, EXPIRE_TAG)) return undefined;
     const cmd = decodeCommand(data);
     if (cmd.type !== "leaseExpire") return undefined;
     const held = new Map<bigint, number>();

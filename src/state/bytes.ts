@@ -3,7 +3,8 @@
  * ordered bytewise).
  *
  * Contract: pure functions; inputs are never mutated and outputs are fresh
- * arrays. The "key string" form maps each byte to one UTF-16 code unit
+ * arrays. Besides them, ByteWriter and ByteReader: the binary encoding of
+ * state snapshots (format 2). The "key string" form maps each byte to one UTF-16 code unit
  * (0..255), so JS string order (`<`, `Array.prototype.sort()`) equals bytewise
  * order. That makes it a B-tree key and a Set/Map key for byte strings.
  */
@@ -63,10 +64,11 @@ const CHARS_PER_CALL = 8192;
 
 /** The key string of `bytes`: one char (code 0..255) per byte; string order equals bytewise order. */
 export function bytesToKeyString(bytes: Uint8Array): string {
-  if (bytes.length <= CHARS_PER_CALL) return String.fromCharCode(...bytes);
+  // `apply` takes the typed array as it is; a spread (`...bytes`) runs the iterator, about 8x slower.
+  if (bytes.length <= CHARS_PER_CALL) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   let out = "";
   for (let i = 0; i < bytes.length; i += CHARS_PER_CALL) {
-    out += String.fromCharCode(...bytes.subarray(i, i + CHARS_PER_CALL));
+    out += String.fromCharCode.apply(null, bytes.subarray(i, i + CHARS_PER_CALL) as unknown as number[]);
   }
   return out;
 }
@@ -74,11 +76,13 @@ export function bytesToKeyString(bytes: Uint8Array): string {
 /** The bytes of a key string made by bytesToKeyString. */
 export function keyStringToBytes(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
+  let all = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c > 0xff) assert(false, `bytes: char ${c} at ${i} is not a byte`);
+    all |= c;
     out[i] = c;
   }
+  if (all > 0xff) assert(false, `bytes: ${JSON.stringify(s)} has a char that is not a byte`);
   return out;
 }
 
@@ -140,4 +144,147 @@ export function base64ToBytes(text: string): Uint8Array | undefined {
     if ((last & (pad === 2 ? 0x0f : 0x03)) !== 0) return undefined;
   }
   return out;
+}
+
+/**
+ * A growable buffer for binary encodings (state snapshots, format 2): bytes,
+ * unsigned LEB128 varints of safe integers, fixed 64-bit big-endian values,
+ * and length-prefixed byte strings. Deterministic: the same calls write the
+ * same bytes. Its values are read back by ByteReader.
+ */
+export class ByteWriter {
+  private buf: Uint8Array;
+  private len = 0;
+
+  constructor(initialBytes = 65_536) {
+    assert(Number.isSafeInteger(initialBytes) && initialBytes > 0, `bytes: bad initial size ${initialBytes}`);
+    this.buf = new Uint8Array(initialBytes);
+  }
+
+  u8(v: number): this {
+    assert(Number.isInteger(v) && v >= 0 && v <= 0xff, `bytes: ${v} is not a byte`);
+    this.ensure(1);
+    this.buf[this.len++] = v;
+    return this;
+  }
+
+  /** A safe integer ≥ 0 as unsigned LEB128 (1 to 8 bytes). */
+  uint(v: number): this {
+    assert(Number.isSafeInteger(v) && v >= 0, `bytes: ${v} is not a safe unsigned integer`);
+    this.ensure(8);
+    while (v >= 0x80) {
+      this.buf[this.len++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.len++] = v;
+    return this;
+  }
+
+  /** 0 ≤ v < 2^64, as 8 bytes big-endian. */
+  u64(v: bigint): this {
+    assert(v >= 0n && v < 1n << 64n, `bytes: ${v} is not an unsigned 64-bit integer`);
+    this.ensure(8);
+    const hi = Number(v >> 32n);
+    const lo = Number(v & 0xffff_ffffn);
+    for (const word of [hi, lo]) {
+      this.buf[this.len++] = word >>> 24;
+      this.buf[this.len++] = (word >>> 16) & 0xff;
+      this.buf[this.len++] = (word >>> 8) & 0xff;
+      this.buf[this.len++] = word & 0xff;
+    }
+    return this;
+  }
+
+  /** `b` with its length first. */
+  bytes(b: Uint8Array): this {
+    this.uint(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+    return this;
+  }
+
+  /** A key string (one char per byte, bytesToKeyString) as `bytes` writes its bytes. */
+  keyString(s: string): this {
+    this.uint(s.length);
+    this.ensure(s.length);
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) assert(false, `bytes: char ${c} at ${i} is not a byte`);
+      this.buf[this.len++] = c;
+    }
+    return this;
+  }
+
+  /** The bytes written, in a buffer of their own size. */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    grown.set(this.buf.subarray(0, this.len));
+    this.buf = grown;
+  }
+}
+
+/**
+ * Reads what a ByteWriter wrote. The input was checked at the boundary
+ * (checksums): reading past the end or a malformed varint fails an assertion.
+ */
+export class ByteReader {
+  private pos: number;
+
+  constructor(
+    private readonly buf: Uint8Array,
+    start = 0,
+  ) {
+    this.pos = start;
+  }
+
+  /** Whether every byte was read. */
+  get done(): boolean {
+    return this.pos === this.buf.length;
+  }
+
+  u8(): number {
+    assert(this.pos < this.buf.length, "bytes: read past the end");
+    return this.buf[this.pos++]!;
+  }
+
+  uint(): number {
+    let v = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.u8();
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        assert(Number.isSafeInteger(v), "bytes: varint beyond 2^53");
+        return v;
+      }
+      scale *= 0x80;
+    }
+    assert(false, "bytes: varint longer than 8 bytes");
+  }
+
+  u64(): bigint {
+    let v = 0n;
+    for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(this.u8());
+    return v;
+  }
+
+  /** Length-prefixed bytes, as a view of the input (copy what is kept). */
+  bytes(): Uint8Array {
+    const n = this.uint();
+    assert(this.pos + n <= this.buf.length, "bytes: read past the end");
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  /** Length-prefixed bytes as a key string (bytesToKeyString). */
+  keyString(): string {
+    return bytesToKeyString(this.bytes());
+  }
 }

@@ -4,21 +4,80 @@
  * the leader from its lease duties), `encodeCommand` turns it into entry
  * data, and every replica's `StateMachine.apply` decodes it again.
  *
- * Wire format (version 1): UTF-8 JSON, one object per entry, `{"v":1,"type":…}`
- * plus the command's fields. Bytes are standard padded base64 (bytes.ts),
- * int64 values (lease ids) are decimal strings, revisions and TTLs are JSON
- * numbers (safe integers). Fields absent from the TypeScript value are absent
- * from the JSON; present ones are written as they are, so
- * `decodeCommand(encodeCommand(c))` equals `c`.
+ * Two wire formats, told apart by the first byte of the entry data (JSON
+ * always starts with `{`, 0x7B; version 2 starts with 0x02, which no JSON
+ * text can start with). `decodeCommand` reads both, for every command, so
+ * logs and snapshots written before version 2 decode exactly as before.
+ *
+ * Version 2, binary: written for `put`, `deleteRange`, `txn`, `compact`,
+ * `leaseGrant`, `leaseRevoke`, `leaseCheckpoint` and `leaseExpire` (the hot
+ * path: one encode by the proposer, one decode per member, and the bytes go
+ * to the WAL and to every follower). Primitives:
+ *   u      unsigned LEB128 varint of a safe integer (canonical: no trailing
+ *          zero group; at most 8 bytes; at most 2^53 - 1)
+ *   s      zigzag LEB128 varint of a safe integer (n >= 0: 2n, else -2n - 1),
+ *          same rules
+ *   i64    8 bytes, little-endian two's complement (lease ids)
+ *   bytes  u length, then the bytes;  str: u length, then well-formed UTF-8
+ *   ob     an optional boolean in 2 flag bits: 0 absent, 1 false, 2 true
+ * Layout (fields in this order; [x]: present when its flag bit is set):
+ *   entry       0x02, type tag (put 1, deleteRange 2, txn 3, compact 4,
+ *               leaseGrant 5, leaseRevoke 6, leaseCheckpoint 7, leaseExpire 8),
+ *               flags (bit 0 session, bit 1 auth, bit 2 grantIndex), the
+ *               command's fields, [session], [auth]
+ *   put         flags (bit 0 lease, bits 1-2 prevKv ob, 3-4 ignoreValue ob,
+ *               5-6 ignoreLease ob), key bytes, value bytes, [lease i64]
+ *   deleteRange flags (bit 0 rangeEnd, bits 1-2 prevKv ob), key, [rangeEnd]
+ *   range       flags, 2 bytes little-endian (bit 0 rangeEnd, 1 limit,
+ *               2 revision, 3 minModRevision, 4 maxModRevision,
+ *               5 minCreateRevision, 6 maxCreateRevision, 7 sortOrder,
+ *               8 sortTarget, 9-10 keysOnly ob, 11-12 countOnly ob), key,
+ *               [rangeEnd], [limit s], [each revision u], [sortOrder byte:
+ *               none 0, ascend 1, descend 2], [sortTarget byte: key 0,
+ *               version 1, create 2, mod 3, value 4]
+ *   compare     one byte: target in bits 0-2 (value 0, version 1, create 2,
+ *               mod 3, lease 4), result in bits 3-5 (equal 0, notEqual 1,
+ *               greater 2, less 3), bit 6 rangeEnd; key, [rangeEnd], the
+ *               operand (value: bytes; version, createRevision, modRevision:
+ *               s; lease: i64)
+ *   op          type byte (range 0, put 1, deleteRange 2, txn 3), request
+ *   txn         flags (bit 0 compare, 1 success, 2 failure), then each list
+ *               present: u count, items
+ *   compact     revision u;  leaseGrant: id i64, ttlSeconds s;
+ *   leaseRevoke id i64, [grantIndex u]
+ *   leaseCheckpoint  u count, each: id i64, remainingTtlSeconds u, grantIndex u
+ *   leaseExpire      u count, each: id i64, grantIndex u
+ *   session     clientId str, seq u;  auth: user str, revision u
+ * Flag bits not listed are 0. Bytes fields decode as views of the entry data
+ * (no copy): entry data is never written to after it is made (raft's codec
+ * hands out fresh buffers), and whatever outlives the apply copies what it
+ * keeps (MvccStore copies keys and values). A command holding a value version
+ * 2 cannot carry exactly (a string with a lone surrogate, a number that is not
+ * a safe integer, a negative number where only naturals go, a bigint outside
+ * int64, an unknown sort or compare-result name) is written as version 1
+ * instead, so it decodes (a lone surrogate round-trips through JSON) or is
+ * refused at apply (every other case) exactly as it always was.
+ *
+ * Version 1, JSON: still written for the member, alarm and auth commands
+ * (rare; not worth a second layout). UTF-8 JSON, one object per entry,
+ * `{"v":1,"type":…}` plus the command's fields. Bytes are standard padded
+ * base64 (bytes.ts), int64 values (lease ids) are decimal strings, revisions
+ * and TTLs are JSON numbers (safe integers).
+ *
+ * In both, fields absent from the TypeScript value are absent from the
+ * encoding and present ones (explicit false, 0 and empty bytes included) are
+ * written as they are, so `decodeCommand(encodeCommand(c))` equals `c`.
  *
  * Contract:
- * - Decoding validates everything apply relies on (CONVENTIONS 9): JSON and
- *   UTF-8 well-formed, known type and version, no unknown fields, field types,
- *   integer ranges (lease ids 0 ≤ id < 2^63 where a lease is named, any int64
- *   in a put or a compare), list sizes (batch limits of lessor.ts), txn
- *   nesting depth, session shape. Anything else fails with a
- *   `CommandDecodeError` (stable code "COMMAND_DECODE") naming the field; it
- *   never fails an assertion, so garbage in the log cannot stop a member.
+ * - Decoding validates everything apply relies on (CONVENTIONS 9), the same
+ *   in both formats: well-formed input (JSON and UTF-8; varints, lengths and
+ *   flags; no truncation, no trailing bytes), known type and version, no
+ *   unknown fields, field types, known enums, integer ranges (lease ids
+ *   0 ≤ id < 2^63 where a lease is named, any int64 in a put or a compare),
+ *   list sizes (batch limits of lessor.ts), txn nesting depth, session shape.
+ *   Anything else fails with a `CommandDecodeError` (stable code
+ *   "COMMAND_DECODE") naming the field (`$.request.success[2].request.key`);
+ *   it never fails an assertion, so garbage in the log cannot stop a member.
  * - Semantic checks (empty keys, too many txn ops, duplicate keys, unknown
  *   leases) are NOT codec errors: MvccStore / LeaseTable answer them as
  *   outcomes, as etcd does.
@@ -31,7 +90,7 @@
  *   application finds nothing to do.
  */
 
-import { assertNever } from "../raft/index.ts";
+import { assert, assertNever } from "../raft/index.ts";
 import type { AlarmType } from "./alarm.ts";
 import { ALARM_TYPES, MAX_ALARM_MEMBER_ID } from "./alarm.ts";
 import type { Permission, PermissionType } from "./auth.ts";
@@ -53,8 +112,10 @@ import type {
 import type { LeaseId, Revision } from "./types.ts";
 import { leaseId, revision } from "./types.ts";
 
-/** The wire format version written by encodeCommand. */
-export const COMMAND_FORMAT_VERSION = 1;
+/** The newest wire format version written by encodeCommand: binary, for the hot commands (file header). */
+export const COMMAND_FORMAT_VERSION = 2;
+/** The JSON format version, still written for the member, alarm and auth commands, and read for all. */
+export const COMMAND_JSON_FORMAT_VERSION = 1;
 /** Deepest txn nesting decoded; etcd's ops budget (txnOpsMax 128) allows no deeper tree that does anything. */
 export const COMMAND_TXN_DEPTH_MAX = 128;
 /** Longest client id, in UTF-16 code units. */
@@ -251,16 +312,647 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 // ---------------------------------------------------------------------------
 // Encoding.
 
+/** Entry data for `cmd`: format version 2 for the hot commands, version 1 (JSON) for the rest (file header). */
+export function encodeCommand(cmd: Command): Uint8Array {
+  switch (cmd.type) {
+    case "put":
+    case "deleteRange":
+    case "txn":
+    case "compact":
+    case "leaseGrant":
+    case "leaseRevoke":
+    case "leaseCheckpoint":
+    case "leaseExpire": {
+      const data = encodeBinary(cmd);
+      if (data !== undefined) return data;
+      break;
+    }
+    default:
+      break;
+  }
+  return encodeJson(cmd);
+}
+
+/**
+ * The type of the command in version-2 entry data, read from its first two
+ * bytes without decoding the rest (a cheap filter); undefined for JSON
+ * entries and anything else. The data may still fail to decode.
+ */
+export function binaryCommandType(data: Uint8Array): CommandType | undefined {
+  return data.length >= 2 && data[0] === BINARY_VERSION_BYTE ? BINARY_TYPES[data[1]!] : undefined;
+}
+
+/**
+ * What the request-size limit counts for entry data (etcd bounds the
+ * request as protobuf, where bytes are bytes): a version-2 entry's own
+ * length (its framing is a few bytes, as protobuf's); for JSON, bytes
+ * are base64 (4 characters per 3 bytes), which dominate any large request.
+ */
+export function commandRequestBytes(data: Uint8Array): number {
+  return data.length > 0 && data[0] === BINARY_VERSION_BYTE ? data.length : Math.ceil((data.length * 3) / 4);
+}
+
+// ---------------------------------------------------------------------------
+// Format version 2: binary. Sized exactly first (so one allocation of the
+// final length: a small entry stays a V8 on-heap array), then written. The
+// sizing pass also decides whether version 2 can carry the command: it
+// answers NaN for any value it cannot (file header), and the command is then
+// written as JSON.
+
+const BINARY_VERSION_BYTE = 0x02;
+
+/** The commands written in version 2. */
+type BinaryCommand = Extract<
+  Command,
+  {
+    readonly type:
+      | "put"
+      | "deleteRange"
+      | "txn"
+      | "compact"
+      | "leaseGrant"
+      | "leaseRevoke"
+      | "leaseCheckpoint"
+      | "leaseExpire";
+  }
+>;
+
+const TAG_PUT = 1;
+const TAG_DELETE_RANGE = 2;
+const TAG_TXN = 3;
+const TAG_COMPACT = 4;
+const TAG_LEASE_GRANT = 5;
+const TAG_LEASE_REVOKE = 6;
+const TAG_LEASE_CHECKPOINT = 7;
+const TAG_LEASE_EXPIRE = 8;
+
+/** Command type by version-2 tag. */
+const BINARY_TYPES: readonly (CommandType | undefined)[] = [
+  undefined,
+  "put",
+  "deleteRange",
+  "txn",
+  "compact",
+  "leaseGrant",
+  "leaseRevoke",
+  "leaseCheckpoint",
+  "leaseExpire",
+];
+
+/** Entry flags. */
+const F_SESSION = 1;
+const F_AUTH = 2;
+const F_GRANT_INDEX = 4;
+
+/** Request op type codes. */
+const OP_RANGE = 0;
+const OP_PUT = 1;
+const OP_DELETE_RANGE = 2;
+const OP_TXN = 3;
+
+/** Enum codes in both formats' order (version 2 writes the index). */
+const SORT_ORDERS: readonly SortOrder[] = ["none", "ascend", "descend"];
+const SORT_TARGETS: readonly SortTarget[] = ["key", "version", "create", "mod", "value"];
+const COMPARE_RESULTS: readonly CompareResult[] = ["equal", "notEqual", "greater", "less"];
+
+/** Compare target codes (the result codes are COMPARE_RESULTS indexes). */
+const TARGET_VALUE = 0;
+const TARGET_VERSION = 1;
+const TARGET_CREATE = 2;
+const TARGET_MOD = 3;
+const TARGET_LEASE = 4;
+const COMPARE_RANGE_END = 0x40;
+/** Bits of the compare byte in use (target, result, rangeEnd). */
+const COMPARE_BITS_USED = 0x7f;
+
+/** Range request flags. */
+const R_RANGE_END = 1 << 0;
+const R_LIMIT = 1 << 1;
+const R_REVISION = 1 << 2;
+const R_MIN_MOD = 1 << 3;
+const R_MAX_MOD = 1 << 4;
+const R_MIN_CREATE = 1 << 5;
+const R_MAX_CREATE = 1 << 6;
+const R_SORT_ORDER = 1 << 7;
+const R_SORT_TARGET = 1 << 8;
+const R_KEYS_ONLY_SHIFT = 9;
+const R_COUNT_ONLY_SHIFT = 11;
+const R_FLAGS_USED = (1 << 13) - 1;
+
+/** Put request flags (bit 0: lease; then three optional booleans). */
+const P_LEASE = 1;
+const P_PREV_KV_SHIFT = 1;
+const P_IGNORE_VALUE_SHIFT = 3;
+const P_IGNORE_LEASE_SHIFT = 5;
+const P_FLAGS_USED = 0x7f;
+/** Delete request flags. */
+const D_RANGE_END = 1;
+const D_PREV_KV_SHIFT = 1;
+const D_FLAGS_USED = 0x07;
+/** Txn request flags. */
+const T_COMPARE = 1;
+const T_SUCCESS = 2;
+const T_FAILURE = 4;
+const T_FLAGS_USED = 0x07;
+
+/** 2^53 - 1 needs 53 bits, a zigzag one 54: eight 7-bit groups either way. */
+const VARINT_BYTES_MAX = 8;
+const INT64_BYTES = 8;
+
+/** Scratch for int64 <-> 8 little-endian bytes (no allocation per value). */
+const int64Scratch = new DataView(new ArrayBuffer(INT64_BYTES));
+const int64ScratchBytes = new Uint8Array(int64Scratch.buffer);
+
+/** Optional boolean as 2 bits: 0 absent, 1 false, 2 true. */
+function optBoolCode(b: boolean | undefined): number {
+  return b === undefined ? 0 : b ? 2 : 1;
+}
+
+// -- sizes (NaN: not representable in version 2) ------------------------------
+
+/** Bytes of the varint of a length, count or other non-negative integer below 2^56. */
+function varintSize(n: number): number {
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x20_0000) return 3;
+  if (n < 0x1000_0000) return 4;
+  if (n < 2 ** 35) return 5;
+  if (n < 2 ** 42) return 6;
+  if (n < 2 ** 49) return 7;
+  return 8;
+}
+
+function natSize(n: number): number {
+  return Number.isSafeInteger(n) && n >= 0 ? varintSize(n) : Number.NaN;
+}
+
+/** Zigzag (2n or -2n - 1): exact below 2^53 and only compared with powers of two above it. */
+function intSize(n: number): number {
+  return Number.isSafeInteger(n) ? varintSize(n >= 0 ? 2 * n : -2 * n - 1) : Number.NaN;
+}
+
+function int64Size(v: bigint): number {
+  return typeof v === "bigint" && v >= INT64_MIN && v <= INT64_MAX ? INT64_BYTES : Number.NaN;
+}
+
+function bytesSize(b: Uint8Array): number {
+  return varintSize(b.length) + b.length;
+}
+
+/** UTF-8 bytes of `s`, or NaN if it has a lone surrogate (UTF-8 cannot carry it; JSON can). */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      n += 1;
+    } else if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (!(d >= 0xdc00 && d <= 0xdfff)) return Number.NaN;
+      n += 2; // two UTF-16 units, four bytes
+      i++;
+    } else if (c >= 0xdc00 && c <= 0xdfff) {
+      return Number.NaN;
+    } else {
+      n += 2;
+    }
+  }
+  return n;
+}
+
+function stringSize(s: string): number {
+  const n = utf8Length(s);
+  return varintSize(n) + n;
+}
+
+function putSize(r: PutRequest): number {
+  return 1 + bytesSize(r.key) + bytesSize(r.value) + (r.lease === undefined ? 0 : int64Size(r.lease));
+}
+
+function deleteSize(r: DeleteRangeRequest): number {
+  return 1 + bytesSize(r.key) + (r.rangeEnd === undefined ? 0 : bytesSize(r.rangeEnd));
+}
+
+function rangeSize(r: RangeRequest): number {
+  let n = 2 + bytesSize(r.key);
+  if (r.rangeEnd !== undefined) n += bytesSize(r.rangeEnd);
+  if (r.limit !== undefined) n += intSize(r.limit);
+  if (r.revision !== undefined) n += natSize(r.revision);
+  if (r.minModRevision !== undefined) n += natSize(r.minModRevision);
+  if (r.maxModRevision !== undefined) n += natSize(r.maxModRevision);
+  if (r.minCreateRevision !== undefined) n += natSize(r.minCreateRevision);
+  if (r.maxCreateRevision !== undefined) n += natSize(r.maxCreateRevision);
+  if (r.sortOrder !== undefined) n += SORT_ORDERS.indexOf(r.sortOrder) < 0 ? Number.NaN : 1;
+  if (r.sortTarget !== undefined) n += SORT_TARGETS.indexOf(r.sortTarget) < 0 ? Number.NaN : 1;
+  return n;
+}
+
+function compareSize(c: Compare): number {
+  let n = 1 + bytesSize(c.key);
+  if (c.rangeEnd !== undefined) n += bytesSize(c.rangeEnd);
+  if (COMPARE_RESULTS.indexOf(c.result) < 0) return Number.NaN;
+  switch (c.target) {
+    case "value":
+      return n + bytesSize(c.value);
+    case "version":
+      return n + intSize(c.version);
+    case "create":
+      return n + intSize(c.createRevision);
+    case "mod":
+      return n + intSize(c.modRevision);
+    case "lease":
+      return n + int64Size(c.lease);
+    default:
+      return assertNever(c, "compare target");
+  }
+}
+
+function opSize(op: RequestOp): number {
+  switch (op.type) {
+    case "range":
+      return 1 + rangeSize(op.request);
+    case "put":
+      return 1 + putSize(op.request);
+    case "deleteRange":
+      return 1 + deleteSize(op.request);
+    case "txn":
+      return 1 + txnSize(op.request);
+    default:
+      return assertNever(op, "request op");
+  }
+}
+
+function txnSize(r: TxnRequest): number {
+  let n = 1;
+  if (r.compare !== undefined) {
+    n += varintSize(r.compare.length);
+    for (const c of r.compare) n += compareSize(c);
+  }
+  if (r.success !== undefined) {
+    n += varintSize(r.success.length);
+    for (const op of r.success) n += opSize(op);
+  }
+  if (r.failure !== undefined) {
+    n += varintSize(r.failure.length);
+    for (const op of r.failure) n += opSize(op);
+  }
+  return n;
+}
+
+/** Exact bytes of `cmd` in version 2, or NaN if version 2 cannot carry it. */
+function binarySize(cmd: BinaryCommand): number {
+  let n = 3; // version, type, flags
+  switch (cmd.type) {
+    case "put":
+      n += putSize(cmd.request);
+      break;
+    case "deleteRange":
+      n += deleteSize(cmd.request);
+      break;
+    case "txn":
+      n += txnSize(cmd.request);
+      break;
+    case "compact":
+      n += natSize(cmd.revision);
+      break;
+    case "leaseGrant":
+      n += int64Size(cmd.id) + intSize(cmd.ttlSeconds);
+      break;
+    case "leaseRevoke":
+      n += int64Size(cmd.id) + (cmd.grantIndex === undefined ? 0 : natSize(cmd.grantIndex));
+      break;
+    case "leaseCheckpoint":
+      n += varintSize(cmd.checkpoints.length);
+      for (const c of cmd.checkpoints) {
+        n += int64Size(c.id) + natSize(c.remainingTtlSeconds) + natSize(c.grantIndex);
+      }
+      return n;
+    case "leaseExpire":
+      n += varintSize(cmd.leases.length);
+      for (const l of cmd.leases) n += int64Size(l.id) + natSize(l.grantIndex);
+      return n;
+    default:
+      return assertNever(cmd, "command");
+  }
+  const s = cmd.session;
+  if (s !== undefined) n += stringSize(s.clientId) + natSize(s.seq);
+  const a = cmd.auth;
+  if (a !== undefined) n += stringSize(a.user) + natSize(a.revision);
+  return n;
+}
+
+// -- writing (values checked by the sizing pass) ----------------------------
+
+/** Writes into a buffer of the exact size binarySize computed. */
+class Writer {
+  pos = 0;
+  constructor(readonly buf: Uint8Array) {}
+
+  byte(b: number): void {
+    this.buf[this.pos++] = b;
+  }
+
+  /** A non-negative safe integer. */
+  uvarint(n: number): void {
+    const buf = this.buf;
+    let pos = this.pos;
+    while (n >= 0x80) {
+      buf[pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    buf[pos++] = n;
+    this.pos = pos;
+  }
+
+  /** A safe integer, zigzag: the first group carries the sign and 6 bits (no value above 2^53 is formed). */
+  svarint(n: number): void {
+    const negative = n < 0;
+    let m = negative ? -n - 1 : n;
+    const first = ((m % 0x40) << 1) | (negative ? 1 : 0);
+    m = Math.floor(m / 0x40);
+    if (m === 0) {
+      this.buf[this.pos++] = first;
+    } else {
+      this.buf[this.pos++] = first | 0x80;
+      this.uvarint(m);
+    }
+  }
+
+  bytes(b: Uint8Array): void {
+    const n = b.length;
+    this.uvarint(n);
+    const buf = this.buf;
+    const pos = this.pos;
+    if (n <= 16) for (let i = 0; i < n; i++) buf[pos + i] = b[i]!;
+    else buf.set(b, pos);
+    this.pos = pos + n;
+  }
+
+  int64(v: bigint): void {
+    int64Scratch.setBigInt64(0, v, true);
+    const buf = this.buf;
+    const pos = this.pos;
+    for (let i = 0; i < INT64_BYTES; i++) buf[pos + i] = int64ScratchBytes[i]!;
+    this.pos = pos + INT64_BYTES;
+  }
+
+  /** A well-formed string (checked by the sizing pass). */
+  string(s: string): void {
+    const n = utf8Length(s);
+    this.uvarint(n);
+    const buf = this.buf;
+    const pos = this.pos;
+    if (n === s.length) for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
+    else encoder.encodeInto(s, buf.subarray(pos, pos + n));
+    this.pos = pos + n;
+  }
+}
+
+function writePut(w: Writer, r: PutRequest): void {
+  w.byte(
+    (r.lease === undefined ? 0 : P_LEASE) |
+      (optBoolCode(r.prevKv) << P_PREV_KV_SHIFT) |
+      (optBoolCode(r.ignoreValue) << P_IGNORE_VALUE_SHIFT) |
+      (optBoolCode(r.ignoreLease) << P_IGNORE_LEASE_SHIFT),
+  );
+  w.bytes(r.key);
+  w.bytes(r.value);
+  if (r.lease !== undefined) w.int64(r.lease);
+}
+
+function writeDelete(w: Writer, r: DeleteRangeRequest): void {
+  w.byte((r.rangeEnd === undefined ? 0 : D_RANGE_END) | (optBoolCode(r.prevKv) << D_PREV_KV_SHIFT));
+  w.bytes(r.key);
+  if (r.rangeEnd !== undefined) w.bytes(r.rangeEnd);
+}
+
+function writeRange(w: Writer, r: RangeRequest): void {
+  let f = optBoolCode(r.keysOnly) << R_KEYS_ONLY_SHIFT;
+  f |= optBoolCode(r.countOnly) << R_COUNT_ONLY_SHIFT;
+  if (r.rangeEnd !== undefined) f |= R_RANGE_END;
+  if (r.limit !== undefined) f |= R_LIMIT;
+  if (r.revision !== undefined) f |= R_REVISION;
+  if (r.minModRevision !== undefined) f |= R_MIN_MOD;
+  if (r.maxModRevision !== undefined) f |= R_MAX_MOD;
+  if (r.minCreateRevision !== undefined) f |= R_MIN_CREATE;
+  if (r.maxCreateRevision !== undefined) f |= R_MAX_CREATE;
+  if (r.sortOrder !== undefined) f |= R_SORT_ORDER;
+  if (r.sortTarget !== undefined) f |= R_SORT_TARGET;
+  w.byte(f & 0xff);
+  w.byte(f >>> 8);
+  w.bytes(r.key);
+  if (r.rangeEnd !== undefined) w.bytes(r.rangeEnd);
+  if (r.limit !== undefined) w.svarint(r.limit);
+  if (r.revision !== undefined) w.uvarint(r.revision);
+  if (r.minModRevision !== undefined) w.uvarint(r.minModRevision);
+  if (r.maxModRevision !== undefined) w.uvarint(r.maxModRevision);
+  if (r.minCreateRevision !== undefined) w.uvarint(r.minCreateRevision);
+  if (r.maxCreateRevision !== undefined) w.uvarint(r.maxCreateRevision);
+  if (r.sortOrder !== undefined) w.byte(SORT_ORDERS.indexOf(r.sortOrder));
+  if (r.sortTarget !== undefined) w.byte(SORT_TARGETS.indexOf(r.sortTarget));
+}
+
+function compareTargetCode(c: Compare): number {
+  switch (c.target) {
+    case "value":
+      return TARGET_VALUE;
+    case "version":
+      return TARGET_VERSION;
+    case "create":
+      return TARGET_CREATE;
+    case "mod":
+      return TARGET_MOD;
+    case "lease":
+      return TARGET_LEASE;
+    default:
+      return assertNever(c, "compare target");
+  }
+}
+
+function writeCompare(w: Writer, c: Compare): void {
+  w.byte(
+    compareTargetCode(c) |
+      (COMPARE_RESULTS.indexOf(c.result) << 3) |
+      (c.rangeEnd === undefined ? 0 : COMPARE_RANGE_END),
+  );
+  w.bytes(c.key);
+  if (c.rangeEnd !== undefined) w.bytes(c.rangeEnd);
+  switch (c.target) {
+    case "value":
+      w.bytes(c.value);
+      return;
+    case "version":
+      w.svarint(c.version);
+      return;
+    case "create":
+      w.svarint(c.createRevision);
+      return;
+    case "mod":
+      w.svarint(c.modRevision);
+      return;
+    case "lease":
+      w.int64(c.lease);
+      return;
+    default:
+      assertNever(c, "compare target");
+  }
+}
+
+function writeOp(w: Writer, op: RequestOp): void {
+  switch (op.type) {
+    case "range":
+      w.byte(OP_RANGE);
+      writeRange(w, op.request);
+      return;
+    case "put":
+      w.byte(OP_PUT);
+      writePut(w, op.request);
+      return;
+    case "deleteRange":
+      w.byte(OP_DELETE_RANGE);
+      writeDelete(w, op.request);
+      return;
+    case "txn":
+      w.byte(OP_TXN);
+      writeTxn(w, op.request);
+      return;
+    default:
+      assertNever(op, "request op");
+  }
+}
+
+function writeTxn(w: Writer, r: TxnRequest): void {
+  w.byte(
+    (r.compare === undefined ? 0 : T_COMPARE) |
+      (r.success === undefined ? 0 : T_SUCCESS) |
+      (r.failure === undefined ? 0 : T_FAILURE),
+  );
+  if (r.compare !== undefined) {
+    w.uvarint(r.compare.length);
+    for (const c of r.compare) writeCompare(w, c);
+  }
+  if (r.success !== undefined) {
+    w.uvarint(r.success.length);
+    for (const op of r.success) writeOp(w, op);
+  }
+  if (r.failure !== undefined) {
+    w.uvarint(r.failure.length);
+    for (const op of r.failure) writeOp(w, op);
+  }
+}
+
+function binaryTag(cmd: BinaryCommand): number {
+  switch (cmd.type) {
+    case "put":
+      return TAG_PUT;
+    case "deleteRange":
+      return TAG_DELETE_RANGE;
+    case "txn":
+      return TAG_TXN;
+    case "compact":
+      return TAG_COMPACT;
+    case "leaseGrant":
+      return TAG_LEASE_GRANT;
+    case "leaseRevoke":
+      return TAG_LEASE_REVOKE;
+    case "leaseCheckpoint":
+      return TAG_LEASE_CHECKPOINT;
+    case "leaseExpire":
+      return TAG_LEASE_EXPIRE;
+    default:
+      return assertNever(cmd, "command");
+  }
+}
+
+/** `cmd` in version 2, or undefined when version 2 cannot carry it exactly. */
+function encodeBinary(cmd: BinaryCommand): Uint8Array | undefined {
+  const size = binarySize(cmd);
+  if (Number.isNaN(size)) return undefined;
+  const w = new Writer(new Uint8Array(size));
+  w.byte(BINARY_VERSION_BYTE);
+  w.byte(binaryTag(cmd));
+  switch (cmd.type) {
+    case "put":
+      w.byte(tailFlags(cmd));
+      writePut(w, cmd.request);
+      break;
+    case "deleteRange":
+      w.byte(tailFlags(cmd));
+      writeDelete(w, cmd.request);
+      break;
+    case "txn":
+      w.byte(tailFlags(cmd));
+      writeTxn(w, cmd.request);
+      break;
+    case "compact":
+      w.byte(tailFlags(cmd));
+      w.uvarint(cmd.revision);
+      break;
+    case "leaseGrant":
+      w.byte(tailFlags(cmd));
+      w.int64(cmd.id);
+      w.svarint(cmd.ttlSeconds);
+      break;
+    case "leaseRevoke":
+      w.byte(tailFlags(cmd) | (cmd.grantIndex === undefined ? 0 : F_GRANT_INDEX));
+      w.int64(cmd.id);
+      if (cmd.grantIndex !== undefined) w.uvarint(cmd.grantIndex);
+      break;
+    case "leaseCheckpoint":
+      w.byte(0);
+      w.uvarint(cmd.checkpoints.length);
+      for (const c of cmd.checkpoints) {
+        w.int64(c.id);
+        w.uvarint(c.remainingTtlSeconds);
+        w.uvarint(c.grantIndex);
+      }
+      break;
+    case "leaseExpire":
+      w.byte(0);
+      w.uvarint(cmd.leases.length);
+      for (const l of cmd.leases) {
+        w.int64(l.id);
+        w.uvarint(l.grantIndex);
+      }
+      break;
+    default:
+      return assertNever(cmd, "command");
+  }
+  if (cmd.type !== "leaseCheckpoint" && cmd.type !== "leaseExpire") {
+    if (cmd.session !== undefined) {
+      w.string(cmd.session.clientId);
+      w.uvarint(cmd.session.seq);
+    }
+    if (cmd.auth !== undefined) {
+      w.string(cmd.auth.user);
+      w.uvarint(cmd.auth.revision);
+    }
+  }
+  if (w.pos !== size) assert(false, `command: wrote ${w.pos} bytes of the ${size} sized for ${cmd.type}`);
+  return w.buf;
+}
+
+/** The session and auth flags of a client command. */
+function tailFlags(cmd: {
+  readonly session?: ClientSession | undefined;
+  readonly auth?: CommandAuth | undefined;
+}): number {
+  return (cmd.session === undefined ? 0 : F_SESSION) | (cmd.auth === undefined ? 0 : F_AUTH);
+}
+
+// ---------------------------------------------------------------------------
+// Format version 1: JSON.
+
 type Json = string | number | boolean | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
 
-/** Entry data for `cmd`. */
-export function encodeCommand(cmd: Command): Uint8Array {
+function encodeJson(cmd: Command): Uint8Array {
   return encoder.encode(JSON.stringify(commandToJson(cmd)));
 }
 
 function commandToJson(cmd: Command): JsonObject {
-  const o: JsonObject = { v: COMMAND_FORMAT_VERSION, type: cmd.type };
+  const o: JsonObject = { v: COMMAND_JSON_FORMAT_VERSION, type: cmd.type };
   switch (cmd.type) {
     case "put":
       o.request = putToJson(cmd.request);
@@ -475,8 +1167,488 @@ function txnToJson(r: TxnRequest): JsonObject {
 // ---------------------------------------------------------------------------
 // Decoding: every read names its path and fails with CommandDecodeError.
 
-/** Decodes entry data; throws CommandDecodeError on anything malformed. */
+/** Decodes entry data (either format, told by its first byte); throws CommandDecodeError on anything malformed. */
 export function decodeCommand(data: Uint8Array): Command {
+  if (data.length > 0 && data[0] === BINARY_VERSION_BYTE) return decodeBinary(data);
+  return decodeJson(data);
+}
+
+/** decodeCommand as a value: never throws for malformed data. */
+export function tryDecodeCommand(data: Uint8Array): DecodeOutcome {
+  try {
+    return { ok: true, command: decodeCommand(data) };
+  } catch (e) {
+    if (e instanceof CommandDecodeError) return { ok: false, error: e };
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding format version 2. Paths are built only when failing: the reader
+// keeps the field names and list indexes it is inside of, and `fail` joins
+// them. Failure details are constants or built in `fail`'s callers only on
+// the failing branch.
+
+/** UTF-8 of strings: strict, and a leading U+FEFF is kept (it is part of the string). */
+const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** Short ASCII strings are built without the TextDecoder call. */
+const ASCII_FAST_BYTES_MAX = 64;
+
+const CLIENT_ID_DETAIL = `expected a string of 1..${SESSION_CLIENT_ID_LENGTH_MAX} chars`;
+const AUTH_NAME_DETAIL = `expected a string of at most ${AUTH_NAME_LENGTH_MAX} chars`;
+const TYPE_DETAIL = `expected one of ${BINARY_TYPES.filter((t) => t !== undefined).join(", ")}`;
+const OP_TYPE_DETAIL = "expected one of range, put, deleteRange, txn";
+const TARGET_DETAIL = "expected one of value, version, create, mod, lease";
+const RESULT_DETAIL = `expected one of ${COMPARE_RESULTS.join(", ")}`;
+const SORT_ORDER_DETAIL = `expected one of ${SORT_ORDERS.join(", ")}`;
+const SORT_TARGET_DETAIL = `expected one of ${SORT_TARGETS.join(", ")}`;
+const TRUNCATED = "truncated";
+const OPT_BOOL_DETAIL = "expected a boolean (optional boolean code 3)";
+
+/** A cursor over untrusted entry data; every read is bounds-checked and fails with a CommandDecodeError. */
+class Reader {
+  /** After the version byte. */
+  pos = 1;
+  /** Field names and list indexes below "$" (for error paths only). */
+  private readonly at: (string | number)[] = [];
+
+  constructor(private readonly data: Uint8Array) {}
+
+  /** Fails at `field` of the current object ("" : the object itself). */
+  fail(field: string, detail: string): never {
+    let path = "$";
+    for (const s of this.at) path += typeof s === "number" ? `[${s}]` : `.${s}`;
+    if (field !== "") path += `.${field}`;
+    throw new CommandDecodeError(path, detail);
+  }
+
+  enter(name: string | number): void {
+    this.at.push(name);
+  }
+
+  leave(): void {
+    this.at.pop();
+  }
+
+  /** Fails unless the whole input was read. */
+  end(): void {
+    const left = this.data.length - this.pos;
+    if (left !== 0) this.fail("", `${left} trailing bytes`);
+  }
+
+  byte(field: string): number {
+    if (this.pos >= this.data.length) this.fail(field, TRUNCATED);
+    return this.data[this.pos++]!;
+  }
+
+  /** Flag bits: fails when any outside `used` is set. */
+  flags(used: number): number {
+    const f = this.byte("");
+    if ((f & ~used) !== 0) this.fail("", `unknown flag bits 0x${(f & ~used).toString(16)}`);
+    return f;
+  }
+
+  uvarint(field: string): number {
+    const data = this.data;
+    let pos = this.pos;
+    if (pos < data.length && data[pos]! < 0x80) {
+      this.pos = pos + 1;
+      return data[pos]!;
+    }
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      if (pos >= data.length) this.fail(field, TRUNCATED);
+      const b = data[pos++]!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (b === 0 && i > 0) this.fail(field, "varint not in canonical form");
+        // Sums below 2^53 are exact; anything larger rounds to at least 2^53.
+        if (value > Number.MAX_SAFE_INTEGER) this.fail(field, "expected a safe integer");
+        this.pos = pos;
+        return value;
+      }
+      scale *= 0x80;
+    }
+    return this.fail(field, `varint longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  /** Zigzag: the first group holds the sign and 6 bits of the magnitude. */
+  svarint(field: string): number {
+    const first = this.byte(field);
+    const negative = (first & 1) === 1;
+    let m = (first & 0x7f) >>> 1;
+    if (first >= 0x80) {
+      let scale = 0x40;
+      for (let i = 1; ; i++) {
+        if (i === VARINT_BYTES_MAX) this.fail(field, `varint longer than ${VARINT_BYTES_MAX} bytes`);
+        const b = this.byte(field);
+        m += (b & 0x7f) * scale;
+        if (b < 0x80) {
+          if (b === 0) this.fail(field, "varint not in canonical form");
+          break;
+        }
+        scale *= 0x80;
+      }
+    }
+    // -(2^53 - 1) is -m - 1 for m = 2^53 - 2.
+    if (m > (negative ? Number.MAX_SAFE_INTEGER - 1 : Number.MAX_SAFE_INTEGER))
+      this.fail(field, "expected a safe integer");
+    return negative ? -m - 1 : m;
+  }
+
+  /** A uvarint in [min, max]. */
+  natural(field: string, min: number, max: number): number {
+    const v = this.uvarint(field);
+    if (v < min || v > max) this.fail(field, `${v} outside [${min}, ${max}]`);
+    return v;
+  }
+
+  /** A count of items of at least one byte each (never more than the bytes left). */
+  count(field: string, max: number): number {
+    const n = this.uvarint(field);
+    if (n > max) this.fail(field, `${n} items, at most ${max}`);
+    if (n > this.data.length - this.pos) this.fail(field, `${TRUNCATED}: ${n} items claimed`);
+    return n;
+  }
+
+  /** A view of the next `length`-prefixed bytes (a plain Uint8Array even when the input is a Buffer). */
+  bytes(field: string): Uint8Array {
+    const n = this.uvarint(field);
+    const data = this.data;
+    if (n > data.length - this.pos) this.fail(field, `${TRUNCATED}: ${n} bytes claimed`);
+    const out = new Uint8Array(data.buffer, data.byteOffset + this.pos, n);
+    this.pos += n;
+    return out;
+  }
+
+  int64(field: string): bigint {
+    const data = this.data;
+    const pos = this.pos;
+    if (data.length - pos < INT64_BYTES) this.fail(field, TRUNCATED);
+    for (let i = 0; i < INT64_BYTES; i++) int64ScratchBytes[i] = data[pos + i]!;
+    this.pos = pos + INT64_BYTES;
+    return int64Scratch.getBigInt64(0, true);
+  }
+
+  /** A lease the table may hold (or 0), as `tableLease`. */
+  tableLease(field: string): LeaseId {
+    const v = this.int64(field);
+    if (v < 0n || v > MAX_LEASE_ID) this.fail(field, `${v} outside [0, ${MAX_LEASE_ID}]`);
+    return leaseId(v);
+  }
+
+  /** UTF-8 text of at most `charsMax` UTF-16 units (`detail` when longer). */
+  string(field: string, charsMax: number, detail: string): string {
+    const n = this.uvarint(field);
+    const data = this.data;
+    const start = this.pos;
+    if (n > data.length - start) this.fail(field, `${TRUNCATED}: ${n} bytes claimed`);
+    // One UTF-16 unit takes at most 3 bytes: refuse the impossible before decoding it.
+    if (n > 3 * charsMax) this.fail(field, detail);
+    this.pos = start + n;
+    const view = new Uint8Array(data.buffer, data.byteOffset + start, n);
+    let ascii = n <= ASCII_FAST_BYTES_MAX;
+    for (let i = 0; ascii && i < n; i++) if (view[i]! >= 0x80) ascii = false;
+    let s: string;
+    if (ascii) {
+      s = String.fromCharCode.apply(null, view as unknown as number[]);
+    } else {
+      try {
+        s = utf8Strict.decode(view);
+      } catch (e) {
+        return this.fail(field, `not UTF-8 (${String(e)})`);
+      }
+    }
+    if (s.length > charsMax) this.fail(field, detail);
+    return s;
+  }
+}
+
+/** An optional boolean from its 2-bit code. */
+function optBool(r: Reader, code: number, field: string): boolean | undefined {
+  switch (code & 3) {
+    case 0:
+      return undefined;
+    case 1:
+      return false;
+    case 2:
+      return true;
+    default:
+      return r.fail(field, OPT_BOOL_DETAIL);
+  }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function readPut(r: Reader): PutRequest {
+  const f = r.flags(P_FLAGS_USED);
+  const out: Mutable<PutRequest> = { key: r.bytes("key"), value: r.bytes("value") };
+  if ((f & P_LEASE) !== 0) out.lease = leaseId(r.int64("lease"));
+  const prevKv = optBool(r, f >>> P_PREV_KV_SHIFT, "prevKv");
+  if (prevKv !== undefined) out.prevKv = prevKv;
+  const ignoreValue = optBool(r, f >>> P_IGNORE_VALUE_SHIFT, "ignoreValue");
+  if (ignoreValue !== undefined) out.ignoreValue = ignoreValue;
+  const ignoreLease = optBool(r, f >>> P_IGNORE_LEASE_SHIFT, "ignoreLease");
+  if (ignoreLease !== undefined) out.ignoreLease = ignoreLease;
+  return out;
+}
+
+function readDelete(r: Reader): DeleteRangeRequest {
+  const f = r.flags(D_FLAGS_USED);
+  const out: Mutable<DeleteRangeRequest> = { key: r.bytes("key") };
+  if ((f & D_RANGE_END) !== 0) out.rangeEnd = r.bytes("rangeEnd");
+  const prevKv = optBool(r, f >>> D_PREV_KV_SHIFT, "prevKv");
+  if (prevKv !== undefined) out.prevKv = prevKv;
+  return out;
+}
+
+function readRange(r: Reader): RangeRequest {
+  const low = r.byte("");
+  const f = low | (r.byte("") << 8);
+  if ((f & ~R_FLAGS_USED) !== 0) r.fail("", `unknown flag bits 0x${(f & ~R_FLAGS_USED).toString(16)}`);
+  const out: Mutable<RangeRequest> = { key: r.bytes("key") };
+  if ((f & R_RANGE_END) !== 0) out.rangeEnd = r.bytes("rangeEnd");
+  if ((f & R_LIMIT) !== 0) out.limit = r.svarint("limit");
+  if ((f & R_REVISION) !== 0) out.revision = revision(r.natural("revision", 0, Number.MAX_SAFE_INTEGER));
+  if ((f & R_MIN_MOD) !== 0)
+    out.minModRevision = revision(r.natural("minModRevision", 0, Number.MAX_SAFE_INTEGER));
+  if ((f & R_MAX_MOD) !== 0)
+    out.maxModRevision = revision(r.natural("maxModRevision", 0, Number.MAX_SAFE_INTEGER));
+  if ((f & R_MIN_CREATE) !== 0)
+    out.minCreateRevision = revision(r.natural("minCreateRevision", 0, Number.MAX_SAFE_INTEGER));
+  if ((f & R_MAX_CREATE) !== 0)
+    out.maxCreateRevision = revision(r.natural("maxCreateRevision", 0, Number.MAX_SAFE_INTEGER));
+  if ((f & R_SORT_ORDER) !== 0) {
+    const order = SORT_ORDERS[r.byte("sortOrder")];
+    if (order === undefined) r.fail("sortOrder", SORT_ORDER_DETAIL);
+    out.sortOrder = order;
+  }
+  if ((f & R_SORT_TARGET) !== 0) {
+    const target = SORT_TARGETS[r.byte("sortTarget")];
+    if (target === undefined) r.fail("sortTarget", SORT_TARGET_DETAIL);
+    out.sortTarget = target;
+  }
+  const keysOnly = optBool(r, f >>> R_KEYS_ONLY_SHIFT, "keysOnly");
+  if (keysOnly !== undefined) out.keysOnly = keysOnly;
+  const countOnly = optBool(r, f >>> R_COUNT_ONLY_SHIFT, "countOnly");
+  if (countOnly !== undefined) out.countOnly = countOnly;
+  return out;
+}
+
+function readCompare(r: Reader): Compare {
+  const h = r.flags(COMPARE_BITS_USED);
+  const targetCode = h & 7;
+  if (targetCode > TARGET_LEASE) r.fail("target", TARGET_DETAIL);
+  const result = COMPARE_RESULTS[(h >>> 3) & 7];
+  if (result === undefined) r.fail("result", RESULT_DETAIL);
+  const key = r.bytes("key");
+  const rangeEnd = (h & COMPARE_RANGE_END) !== 0 ? r.bytes("rangeEnd") : undefined;
+  let c: Compare;
+  switch (targetCode) {
+    case TARGET_VALUE:
+      c = { key, result, target: "value", value: r.bytes("value") };
+      break;
+    case TARGET_VERSION:
+      c = { key, result, target: "version", version: r.svarint("version") };
+      break;
+    case TARGET_CREATE:
+      c = { key, result, target: "create", createRevision: revision(r.svarint("createRevision")) };
+      break;
+    case TARGET_MOD:
+      c = { key, result, target: "mod", modRevision: revision(r.svarint("modRevision")) };
+      break;
+    default:
+      c = { key, result, target: "lease", lease: leaseId(r.int64("lease")) };
+      break;
+  }
+  if (rangeEnd !== undefined) (c as { rangeEnd?: Uint8Array }).rangeEnd = rangeEnd;
+  return c;
+}
+
+/** One op of a txn at nesting `depth` (its own request, when a txn, is one deeper). */
+function readOp(r: Reader, depth: number): RequestOp {
+  const type = r.byte("type");
+  if (type > OP_TXN) r.fail("type", OP_TYPE_DETAIL);
+  r.enter("request");
+  let op: RequestOp;
+  switch (type) {
+    case OP_RANGE:
+      op = { type: "range", request: readRange(r) };
+      break;
+    case OP_PUT:
+      op = { type: "put", request: readPut(r) };
+      break;
+    case OP_DELETE_RANGE:
+      op = { type: "deleteRange", request: readDelete(r) };
+      break;
+    default:
+      op = { type: "txn", request: readTxn(r, depth + 1) };
+      break;
+  }
+  r.leave();
+  return op;
+}
+
+function readOps(r: Reader, field: string, depth: number): RequestOp[] {
+  const n = r.count(field, Number.MAX_SAFE_INTEGER);
+  const ops: RequestOp[] = [];
+  r.enter(field);
+  for (let i = 0; i < n; i++) {
+    r.enter(i);
+    ops.push(readOp(r, depth));
+    r.leave();
+  }
+  r.leave();
+  return ops;
+}
+
+/** A txn request at nesting `depth` (1: the command's own); op lists are not bounded here (see OPS_DECODED_MAX). */
+function readTxn(r: Reader, depth: number): TxnRequest {
+  if (depth > COMMAND_TXN_DEPTH_MAX) r.fail("", `txn nested deeper than ${COMMAND_TXN_DEPTH_MAX}`);
+  const f = r.flags(T_FLAGS_USED);
+  const out: Mutable<TxnRequest> = {};
+  if ((f & T_COMPARE) !== 0) {
+    const n = r.count("compare", Number.MAX_SAFE_INTEGER);
+    const compare: Compare[] = [];
+    r.enter("compare");
+    for (let i = 0; i < n; i++) {
+      r.enter(i);
+      compare.push(readCompare(r));
+      r.leave();
+    }
+    r.leave();
+    out.compare = compare;
+  }
+  if ((f & T_SUCCESS) !== 0) out.success = readOps(r, "success", depth);
+  if ((f & T_FAILURE) !== 0) out.failure = readOps(r, "failure", depth);
+  return out;
+}
+
+function readSession(r: Reader): ClientSession {
+  r.enter("session");
+  const clientId = r.string("clientId", SESSION_CLIENT_ID_LENGTH_MAX, CLIENT_ID_DETAIL);
+  if (clientId.length === 0) r.fail("clientId", CLIENT_ID_DETAIL);
+  const seq = r.natural("seq", 1, Number.MAX_SAFE_INTEGER);
+  r.leave();
+  return { clientId, seq };
+}
+
+function readAuth(r: Reader): CommandAuth {
+  r.enter("auth");
+  const user = r.string("user", AUTH_NAME_LENGTH_MAX, AUTH_NAME_DETAIL);
+  if (user === "") r.fail("user", "expected a non-empty name");
+  const rev = r.natural("revision", 1, Number.MAX_SAFE_INTEGER);
+  r.leave();
+  return { user, revision: rev };
+}
+
+/** Reads the session and auth `flags` announce onto a client command, then checks the input is all read. */
+function finishClient<C extends ClientCommand>(r: Reader, flags: number, cmd: C): C {
+  const out = cmd as Mutable<ClientCommand>;
+  if ((flags & F_SESSION) !== 0) out.session = readSession(r);
+  if ((flags & F_AUTH) !== 0) (out as { auth?: CommandAuth }).auth = readAuth(r);
+  r.end();
+  return cmd;
+}
+
+/** Fails on flags naming fields the command does not have. */
+function checkEntryFlags(r: Reader, flags: number, allowed: number): void {
+  const extra = flags & ~allowed;
+  if (extra === 0) return;
+  if ((extra & F_SESSION) !== 0) r.fail("session", "unknown field");
+  if ((extra & F_AUTH) !== 0) r.fail("auth", "unknown field");
+  if ((extra & F_GRANT_INDEX) !== 0) r.fail("grantIndex", "unknown field");
+  r.fail("", `unknown flag bits 0x${extra.toString(16)}`);
+}
+
+function decodeBinary(data: Uint8Array): Command {
+  const r = new Reader(data);
+  const tag = r.byte("type");
+  const type = BINARY_TYPES[tag];
+  if (type === undefined) r.fail("type", TYPE_DETAIL);
+  const flags = r.byte("");
+  switch (tag) {
+    case TAG_PUT: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH);
+      r.enter("request");
+      const request = readPut(r);
+      r.leave();
+      return finishClient(r, flags, { type: "put", request });
+    }
+    case TAG_DELETE_RANGE: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH);
+      r.enter("request");
+      const request = readDelete(r);
+      r.leave();
+      return finishClient(r, flags, { type: "deleteRange", request });
+    }
+    case TAG_TXN: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH);
+      r.enter("request");
+      const request = readTxn(r, 1);
+      r.leave();
+      return finishClient(r, flags, { type: "txn", request });
+    }
+    case TAG_COMPACT: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH);
+      const rev = revision(r.natural("revision", 0, Number.MAX_SAFE_INTEGER));
+      return finishClient(r, flags, { type: "compact", revision: rev });
+    }
+    case TAG_LEASE_GRANT: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH);
+      const id = r.tableLease("id");
+      return finishClient(r, flags, { type: "leaseGrant", id, ttlSeconds: r.svarint("ttlSeconds") });
+    }
+    case TAG_LEASE_REVOKE: {
+      checkEntryFlags(r, flags, F_SESSION | F_AUTH | F_GRANT_INDEX);
+      const id = r.tableLease("id");
+      if ((flags & F_GRANT_INDEX) === 0) return finishClient(r, flags, { type: "leaseRevoke", id });
+      const grantIndex = r.natural("grantIndex", 0, Number.MAX_SAFE_INTEGER);
+      return finishClient(r, flags, { type: "leaseRevoke", id, grantIndex });
+    }
+    case TAG_LEASE_CHECKPOINT: {
+      checkEntryFlags(r, flags, 0);
+      const n = r.count("checkpoints", MAX_CHECKPOINTS_PER_BATCH);
+      const checkpoints: CheckpointItem[] = [];
+      r.enter("checkpoints");
+      for (let i = 0; i < n; i++) {
+        r.enter(i);
+        const id = r.tableLease("id");
+        const remainingTtlSeconds = r.natural("remainingTtlSeconds", 0, MAX_LEASE_TTL_SECONDS);
+        checkpoints.push({
+          id,
+          remainingTtlSeconds,
+          grantIndex: r.natural("grantIndex", 0, Number.MAX_SAFE_INTEGER),
+        });
+        r.leave();
+      }
+      r.leave();
+      r.end();
+      return { type: "leaseCheckpoint", checkpoints };
+    }
+    default: {
+      checkEntryFlags(r, flags, 0);
+      const n = r.count("leases", MAX_LEASES_PER_REVOKE_BATCH);
+      const leases: ExpireItem[] = [];
+      r.enter("leases");
+      for (let i = 0; i < n; i++) {
+        r.enter(i);
+        const id = r.tableLease("id");
+        leases.push({ id, grantIndex: r.natural("grantIndex", 0, Number.MAX_SAFE_INTEGER) });
+        r.leave();
+      }
+      r.leave();
+      r.end();
+      return { type: "leaseExpire", leases };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding format version 1 (JSON).
+
+function decodeJson(data: Uint8Array): Command {
   let text: string;
   let json: unknown;
   try {
@@ -490,16 +1662,6 @@ export function decodeCommand(data: Uint8Array): Command {
     throw new CommandDecodeError("$", `not JSON (${String(e)})`);
   }
   return commandFromJson(json);
-}
-
-/** decodeCommand as a value: never throws for malformed data. */
-export function tryDecodeCommand(data: Uint8Array): DecodeOutcome {
-  try {
-    return { ok: true, command: decodeCommand(data) };
-  } catch (e) {
-    if (e instanceof CommandDecodeError) return { ok: false, error: e };
-    throw e;
-  }
 }
 
 type Obj = { readonly path: string; readonly fields: Readonly<Record<string, unknown>> };
@@ -627,10 +1789,6 @@ function deleteFromJson(v: unknown, path: string): DeleteRangeRequest {
   assign(r, "prevKv", optional(o, "prevKv", bool));
   return r;
 }
-
-const SORT_ORDERS: readonly SortOrder[] = ["none", "ascend", "descend"];
-const SORT_TARGETS: readonly SortTarget[] = ["key", "version", "create", "mod", "value"];
-const COMPARE_RESULTS: readonly CompareResult[] = ["equal", "notEqual", "greater", "less"];
 
 function rangeFromJson(v: unknown, path: string): RangeRequest {
   const o = object(v, path, [
@@ -820,7 +1978,7 @@ const HEAD_FIELDS: readonly string[] = ["v", "type", ...new Set(Object.values(CO
 function commandFromJson(v: unknown): Command {
   const head = object(v, "$", HEAD_FIELDS);
   const version = required(head, "v", natural);
-  if (version !== COMMAND_FORMAT_VERSION) fail("$.v", `unknown format version ${version}`);
+  if (version !== COMMAND_JSON_FORMAT_VERSION) fail("$.v", `unknown format version ${version}`);
   const type = required(head, "type", oneOf(COMMAND_TYPES));
   const o = object(v, "$", ["v", "type", ...COMMAND_FIELDS[type]]);
   const withSession = <C extends Command>(cmd: C): C => {

@@ -69,9 +69,12 @@ export type {
 export {
   AUTH_NAME_LENGTH_MAX,
   AUTH_PASSWORD_HASH_LENGTH_MAX,
+  binaryCommandType,
   COMMAND_FORMAT_VERSION,
+  COMMAND_JSON_FORMAT_VERSION,
   COMMAND_TXN_DEPTH_MAX,
   CommandDecodeError,
+  commandRequestBytes,
   decodeCommand,
   encodeCommand,
   MEMBER_TEXT_LENGTH_MAX,

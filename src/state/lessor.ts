@@ -199,7 +199,11 @@ export type RemainingOutcome =
   | { readonly kind: "notFound" }
   | { readonly kind: "notLeader" };
 
-/** The lessor's state of one lease. */
+/**
+ * The lessor's state of one lease. It is also the item of both time queues
+ * (the queue keeps its position here), so a lease costs this one object, a
+ * map entry and a slot in each queue: no entry objects, no index maps.
+ */
 interface Tracked {
   readonly id: LeaseId;
   readonly grantIndex: number;
@@ -210,11 +214,35 @@ interface Tracked {
   revokeHandedOutAtMs: number | undefined;
   /** The table's remaining TTL (ms) as last applied. */
   appliedRemainingMs: number;
-  /** Checkpoints handed out and not yet applied, oldest first (ms). Invariant: length ≤ IN_FLIGHT_MAX. */
-  readonly inFlightMs: number[];
+  /**
+   * Checkpoints handed out and not yet applied, oldest first (ms). Replaced,
+   * never mutated (NONE_IN_FLIGHT is shared). Invariant: length ≤ IN_FLIGHT_MAX.
+   */
+  inFlightMs: readonly number[];
   /** A keepalive waits for the reset in flight (K2). */
   renewWaiting: boolean;
+  /** Position in `expiry` (-1: not queued). */
+  expiryPos: number;
+  /** Position in `checkpoints` (-1: not queued). */
+  checkpointPos: number;
 }
+
+/** The in-flight list of a lease with no checkpoint in flight: shared by all of them. */
+const NONE_IN_FLIGHT: readonly number[] = Object.freeze([]);
+
+/** Where a Tracked keeps its position in each queue. */
+const EXPIRY_SLOT: QueueSlot<Tracked> = {
+  get: (t) => t.expiryPos,
+  set: (t, pos) => {
+    t.expiryPos = pos;
+  },
+};
+const CHECKPOINT_SLOT: QueueSlot<Tracked> = {
+  get: (t) => t.checkpointPos,
+  set: (t, pos) => {
+    t.checkpointPos = pos;
+  },
+};
 
 /** The leader's lease duties. See the file header for the rules and the contract. */
 export class Lessor {
@@ -225,9 +253,9 @@ export class Lessor {
   private leader = false;
   private readonly leases = new Map<LeaseId, Tracked>();
   /** Keyed by deadline, or by the retry time for a lease being revoked. */
-  private readonly expiry = new TimeQueue();
+  private readonly expiry = new TimeQueue(EXPIRY_SLOT);
   /** Keyed by the time the next reduced checkpoint is due (K1); only leases eligible for one. */
-  private readonly checkpoints = new TimeQueue();
+  private readonly checkpoints = new TimeQueue(CHECKPOINT_SLOT);
 
   constructor(options: LessorOptions = {}) {
     this.electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS;
@@ -272,7 +300,7 @@ export class Lessor {
       t.deadlineMs = Math.max(t.deadlineMs, seeded[i - s]!.deadlineMs + 1_000);
     }
     for (const t of seeded) {
-      this.expiry.set(t.id, t.deadlineMs);
+      this.expiry.set(t, t.deadlineMs);
       this.scheduleCheckpoint(t);
     }
   }
@@ -305,16 +333,18 @@ export class Lessor {
     assert(!this.leases.has(lease.id), `lessor: grant of tracked lease ${lease.id}`);
     assert(lease.remainingTtlSeconds === lease.ttlSeconds, `lessor: fresh lease ${lease.id} checkpointed`);
     const t = this.track(lease, nowMs + lease.ttlSeconds * 1000);
-    this.expiry.set(t.id, t.deadlineMs);
+    this.expiry.set(t, t.deadlineMs);
     this.scheduleCheckpoint(t);
   }
 
   /** A revoke (expiry or client request) was applied. Ignored for unknown leases or when not leader. */
   onRevoke(id: LeaseId): void {
     if (!this.leader) return;
+    const t = this.leases.get(id);
+    if (t === undefined) return;
     this.leases.delete(id);
-    this.expiry.delete(id);
-    this.checkpoints.delete(id);
+    this.expiry.delete(t);
+    this.checkpoints.delete(t);
   }
 
   /**
@@ -331,7 +361,7 @@ export class Lessor {
       t.inFlightMs[0] === remainingMs,
       `lessor: checkpoint ${cp.remainingTtlSeconds}s of ${cp.id} not handed out`,
     );
-    t.inFlightMs.shift();
+    t.inFlightMs = t.inFlightMs.length === 1 ? NONE_IN_FLIGHT : t.inFlightMs.slice(1);
     t.appliedRemainingMs = remainingMs;
     if (t.renewWaiting && this.mayRenew(t) && t.revokeHandedOutAtMs === undefined && nowMs < t.deadlineMs) {
       t.renewWaiting = false;
@@ -345,11 +375,12 @@ export class Lessor {
     if (!this.leader) return;
     const t = this.find(cp);
     if (t === undefined) return;
-    const dropped = t.inFlightMs.pop();
+    const dropped = t.inFlightMs[t.inFlightMs.length - 1];
     assert(
       dropped === cp.remainingTtlSeconds * 1000,
       `lessor: dropped checkpoint of ${cp.id} is not the newest`,
     );
+    t.inFlightMs = t.inFlightMs.length === 1 ? NONE_IN_FLIGHT : t.inFlightMs.slice(0, -1);
     if (dropped === t.ttlMs) t.renewWaiting = false; // the waiting keepalive retries and re-proposes
     this.scheduleCheckpoint(t);
   }
@@ -364,7 +395,7 @@ export class Lessor {
       t.renewWaiting = true;
       if (t.inFlightMs[t.inFlightMs.length - 1] === t.ttlMs)
         return { kind: "awaitCheckpoint", propose: undefined };
-      t.inFlightMs.push(t.ttlMs);
+      t.inFlightMs = [...t.inFlightMs, t.ttlMs];
       assert(t.inFlightMs.length <= IN_FLIGHT_MAX, `lessor: too many checkpoints in flight for ${id}`);
       this.scheduleCheckpoint(t);
       const propose = { id, grantIndex: t.grantIndex, remainingTtlSeconds: t.ttlMs / 1000 };
@@ -400,12 +431,13 @@ export class Lessor {
     if (!this.leader) return [];
     const out: LeaseRef[] = [];
     while (out.length < max) {
-      const top = this.expiry.peek();
-      if (top === undefined || top.atMs > nowMs) break;
-      const t = this.leases.get(top.id)!;
-      assert(t.deadlineMs <= top.atMs, `lessor: lease ${t.id} queued before its deadline`);
+      const t = this.expiry.peek();
+      if (t === undefined) break;
+      const atMs = this.expiry.peekAtMs();
+      if (atMs > nowMs) break;
+      assert(t.deadlineMs <= atMs, `lessor: lease ${t.id} queued before its deadline`);
       t.revokeHandedOutAtMs = nowMs;
-      this.expiry.set(t.id, nowMs + this.revokeRetryMs);
+      this.expiry.set(t, nowMs + this.revokeRetryMs);
       out.push({ id: t.id, grantIndex: t.grantIndex });
     }
     return out;
@@ -420,14 +452,13 @@ export class Lessor {
     if (!this.leader) return [];
     const out: LeaseCheckpoint[] = [];
     while (out.length < max) {
-      const top = this.checkpoints.peek();
-      if (top === undefined || top.atMs > nowMs) break;
-      this.checkpoints.delete(top.id);
-      const t = this.leases.get(top.id)!;
+      const t = this.checkpoints.peek();
+      if (t === undefined || this.checkpoints.peekAtMs() > nowMs) break;
+      this.checkpoints.delete(t);
       assert(t.inFlightMs.length === 0, `lessor: checkpoint of ${t.id} queued while one is in flight`);
       const seconds = Math.max(0, Math.ceil((t.deadlineMs - nowMs) / 1000));
       assert(seconds * 1000 < t.ttlMs, `lessor: reduced checkpoint of ${t.id} not below its TTL`);
-      t.inFlightMs.push(seconds * 1000);
+      t.inFlightMs = [seconds * 1000];
       out.push({ id: t.id, grantIndex: t.grantIndex, remainingTtlSeconds: seconds });
     }
     return out;
@@ -457,8 +488,10 @@ export class Lessor {
       deadlineMs,
       revokeHandedOutAtMs: undefined,
       appliedRemainingMs: lease.remainingTtlSeconds * 1000,
-      inFlightMs: [],
+      inFlightMs: NONE_IN_FLIGHT,
       renewWaiting: false,
+      expiryPos: -1,
+      checkpointPos: -1,
     };
     this.leases.set(lease.id, t);
     return t;
@@ -477,7 +510,7 @@ export class Lessor {
 
   private renew(t: Tracked, nowMs: number): void {
     t.deadlineMs = Math.max(t.deadlineMs, nowMs + t.ttlMs);
-    this.expiry.set(t.id, t.deadlineMs);
+    this.expiry.set(t, t.deadlineMs);
   }
 
   /** Puts `t` in the checkpoint queue at its K1 time if it is eligible, else takes it out. */
@@ -485,108 +518,139 @@ export class Lessor {
     // With nothing in flight, the newest checkpoint written is the applied one (L if none).
     const newestMs = t.appliedRemainingMs;
     const eligible = t.inFlightMs.length === 0 && newestMs > this.checkpointIntervalMs;
-    if (eligible) this.checkpoints.set(t.id, t.deadlineMs - newestMs + this.checkpointIntervalMs);
-    else this.checkpoints.delete(t.id);
+    if (eligible) this.checkpoints.set(t, t.deadlineMs - newestMs + this.checkpointIntervalMs);
+    else this.checkpoints.delete(t);
   }
 }
 
-interface QueueEntry {
-  readonly id: LeaseId;
-  atMs: number;
-  /** Position in the heap array. */
-  index: number;
+/** Where a queue item keeps its position in one queue (-1: not in it). */
+export interface QueueSlot<T> {
+  get(item: T): number;
+  set(item: T, pos: number): void;
 }
 
+/** Initial capacity of a queue's time array; it doubles as needed. */
+const QUEUE_CAPACITY_MIN = 16;
+
 /**
- * An indexed binary min-heap of lease ids ordered by (atMs, id): set, delete
- * and re-key in O(log n), peek in O(1). Ties break by id, so the order is the
- * same on every run.
+ * An indexed binary min-heap of items ordered by (atMs, id): set, delete and
+ * re-key in O(log n), peek in O(1). Ties break by id, so the order is the
+ * same on every run. Items are objects with an id; each keeps its own
+ * position in the heap (`slot`), and the times sit in a Float64Array beside
+ * the heap array, so an item costs two array slots and no entry object or
+ * map entry. An item may be in several queues, with one slot for each.
  */
-export class TimeQueue {
-  private readonly heap: QueueEntry[] = [];
-  private readonly byId = new Map<LeaseId, QueueEntry>();
+export class TimeQueue<T extends { readonly id: LeaseId }> {
+  private readonly heap: T[] = [];
+  /** times[i] is heap[i]'s time. Invariant: times.length ≥ heap.length. */
+  private times = new Float64Array(QUEUE_CAPACITY_MIN);
+
+  constructor(private readonly slot: QueueSlot<T>) {}
 
   get size(): number {
     return this.heap.length;
   }
 
-  /** Inserts `id` at `atMs`, or moves it there. */
-  set(id: LeaseId, atMs: number): void {
-    const e = this.byId.get(id);
-    if (e === undefined) {
-      const fresh: QueueEntry = { id, atMs, index: this.heap.length };
-      this.heap.push(fresh);
-      this.byId.set(id, fresh);
-      this.up(fresh.index);
+  /** Inserts `item` at `atMs`, or moves it there. */
+  set(item: T, atMs: number): void {
+    const i = this.slot.get(item);
+    if (i < 0) {
+      const n = this.heap.length;
+      if (n === this.times.length) {
+        const grown = new Float64Array(n * 2);
+        grown.set(this.times);
+        this.times = grown;
+      }
+      this.heap.push(item);
+      this.up(n, item, atMs);
       return;
     }
-    const earlier = atMs < e.atMs;
-    e.atMs = atMs;
-    if (earlier) this.up(e.index);
-    else this.down(e.index);
+    assert(this.heap[i] === item, `time queue: item ${item.id} out of place`);
+    if (atMs < this.times[i]!) this.up(i, item, atMs);
+    else this.down(i, item, atMs);
   }
 
-  delete(id: LeaseId): void {
-    const e = this.byId.get(id);
-    if (e === undefined) return;
-    this.byId.delete(id);
+  /** Removes `item` if it is queued. */
+  delete(item: T): void {
+    const i = this.slot.get(item);
+    if (i < 0) return;
+    assert(this.heap[i] === item, `time queue: item ${item.id} out of place`);
+    this.slot.set(item, -1);
     const last = this.heap.pop()!;
-    if (last === e) return;
-    this.heap[e.index] = last;
-    last.index = e.index;
-    this.up(last.index);
-    this.down(last.index);
+    const lastAtMs = this.times[this.heap.length]!;
+    if (last === item) return;
+    this.up(i, last, lastAtMs);
+    const at = this.slot.get(last);
+    this.down(at, last, lastAtMs);
   }
 
-  /** The earliest entry. */
-  peek(): { readonly id: LeaseId; readonly atMs: number } | undefined {
+  /** The earliest item. */
+  peek(): T | undefined {
     return this.heap[0];
   }
 
-  has(id: LeaseId): boolean {
-    return this.byId.has(id);
+  /** The time of the earliest item (+Infinity when empty). */
+  peekAtMs(): number {
+    return this.heap.length === 0 ? Number.POSITIVE_INFINITY : this.times[0]!;
+  }
+
+  has(item: T): boolean {
+    return this.slot.get(item) >= 0;
   }
 
   clear(): void {
+    for (const item of this.heap) this.slot.set(item, -1);
     this.heap.length = 0;
-    this.byId.clear();
+    this.times = new Float64Array(QUEUE_CAPACITY_MIN);
   }
 
-  private less(a: QueueEntry, b: QueueEntry): boolean {
-    return a.atMs < b.atMs || (a.atMs === b.atMs && a.id < b.id);
-  }
-
-  private up(i: number): void {
+  /** Places (`item`, `atMs`) at `i` or above it. */
+  private up(i: number, item: T, atMs: number): void {
     const h = this.heap;
-    const e = h[i]!;
+    const times = this.times;
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = h[p]!;
-      if (!this.less(e, parent)) break;
+      if (!before(atMs, item, times[p]!, parent)) break;
       h[i] = parent;
-      parent.index = i;
+      times[i] = times[p]!;
+      this.slot.set(parent, i);
       i = p;
     }
-    h[i] = e;
-    e.index = i;
+    h[i] = item;
+    times[i] = atMs;
+    this.slot.set(item, i);
   }
 
-  private down(i: number): void {
+  /** Places (`item`, `atMs`) at `i` or below it. */
+  private down(i: number, item: T, atMs: number): void {
     const h = this.heap;
+    const times = this.times;
     const n = h.length;
-    const e = h[i]!;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const c = r < n && this.less(h[r]!, h[l]!) ? r : l;
+      const c = r < n && before(times[r]!, h[r]!, times[l]!, h[l]!) ? r : l;
       const child = h[c]!;
-      if (!this.less(child, e)) break;
+      if (!before(times[c]!, child, atMs, item)) break;
       h[i] = child;
-      child.index = i;
+      times[i] = times[c]!;
+      this.slot.set(child, i);
       i = c;
     }
-    h[i] = e;
-    e.index = i;
+    h[i] = item;
+    times[i] = atMs;
+    this.slot.set(item, i);
   }
+}
+
+/** Whether (aAtMs, a) comes before (bAtMs, b) in a TimeQueue: earlier, or as early with a smaller id. */
+function before(
+  aAtMs: number,
+  a: { readonly id: LeaseId },
+  bAtMs: number,
+  b: { readonly id: LeaseId },
+): boolean {
+  return aAtMs < bAtMs || (aAtMs === bAtMs && a.id < b.id);
 }

@@ -51,6 +51,11 @@ export interface KvEvent {
  */
 export interface LeaseChange {
   readonly key: Uint8Array;
+  /**
+   * The key as a key string (bytes.ts), when the producer has it: the lease
+   * table then keeps that string instead of making its own copy.
+   */
+  readonly keyString?: string | undefined;
   readonly from: LeaseId;
   readonly to: LeaseId;
 }

@@ -47,17 +47,38 @@ export type ScanEnd =
 
 /** Header and payload of one record, ready to append. A payload over the limit is a bug in the caller. */
 export function frameRecord(type: number, payload: Uint8Array): Uint8Array {
-  assert(
-    payload.length <= RECORD_PAYLOAD_BYTES_MAX,
-    `storage: a record of ${payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX} (the host bounds entries)`,
-  );
-  const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length);
+  return frameRecords([{ type, payload }], RECORD_HEADER_BYTES + payload.length);
+}
+
+/** A record to frame: its type and payload. */
+export interface RecordToFrame {
+  readonly type: number;
+  readonly payload: Uint8Array;
+}
+
+/**
+ * Several records framed one after another in one buffer of `totalBytes`
+ * (the sum of RECORD_HEADER_BYTES + payload length, which the caller counted
+ * anyway): one allocation and one copy per payload for a whole batch.
+ */
+export function frameRecords(records: readonly RecordToFrame[], totalBytes: number): Uint8Array {
+  const out = new Uint8Array(totalBytes);
   const view = new DataView(out.buffer);
-  view.setUint32(0, payload.length);
-  view.setUint8(4, type);
-  view.setUint32(5, crc32(out.subarray(0, 5)));
-  view.setUint32(9, crc32(payload));
-  out.set(payload, RECORD_HEADER_BYTES);
+  let at = 0;
+  for (const { type, payload } of records) {
+    if (payload.length > RECORD_PAYLOAD_BYTES_MAX)
+      assert(
+        false,
+        `storage: a record of ${payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX} (the host bounds entries)`,
+      );
+    view.setUint32(at, payload.length);
+    view.setUint8(at + 4, type);
+    view.setUint32(at + 5, crc32(out.subarray(at, at + 5)));
+    view.setUint32(at + 9, crc32(payload));
+    out.set(payload, at + RECORD_HEADER_BYTES);
+    at += RECORD_HEADER_BYTES + payload.length;
+  }
+  assert(at === totalBytes, "storage: framed records do not fill the buffer");
   return out;
 }
 

@@ -63,7 +63,14 @@ import {
 import { StorageCorruptionError } from "./errors.ts";
 import type { IoCounters } from "./files.ts";
 import { hex16, syncDir, syncFile, writeFully } from "./files.ts";
-import { frameRecord, RECORD_HEADER_BYTES, scanRecords } from "./record.ts";
+import type { RecordToFrame } from "./record.ts";
+import {
+  frameRecord,
+  frameRecords,
+  RECORD_HEADER_BYTES,
+  RECORD_PAYLOAD_BYTES_MAX,
+  scanRecords,
+} from "./record.ts";
 
 /** Default segment size before rollover. */
 export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
@@ -244,23 +251,26 @@ export class Wal {
 
   /** Appends `ops` in order, rolling over as needed; not durable until sync(). Asserts each applies. */
   append(ops: readonly WalOp[]): void {
-    let pending: Uint8Array[] = [];
+    let pending: RecordToFrame[] = [];
     let pendingBytes = 0;
     for (const op of ops) {
-      const rec = frameRecord(recordType(op), encodeOp(op));
+      const payload = encodeOp(op);
+      if (payload.length > RECORD_PAYLOAD_BYTES_MAX)
+        assert(false, `wal: a record of ${payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
+      const recordBytes = RECORD_HEADER_BYTES + payload.length;
       const used = this.size + pendingBytes;
-      if (used > this.startSize && used + rec.length > this.opts.segmentBytesMax) {
-        this.write(pending);
+      if (used > this.startSize && used + recordBytes > this.opts.segmentBytesMax) {
+        this.writeRecords(pending, pendingBytes);
         pending = [];
         pendingBytes = 0;
         this.rollover();
       }
       const problem = applyOp(this.mirror, op);
-      assert(problem === undefined, `wal: cannot append: ${problem}`);
-      pending.push(rec);
-      pendingBytes += rec.length;
+      if (problem !== undefined) assert(false, `wal: cannot append: ${problem}`);
+      pending.push({ type: recordType(op), payload });
+      pendingBytes += recordBytes;
     }
-    this.write(pending);
+    this.writeRecords(pending, pendingBytes);
   }
 
   /** Makes everything appended durable: one fdatasync, none if nothing was written. */
@@ -289,6 +299,12 @@ export class Wal {
 
   close(): void {
     closeSync(this.fd);
+  }
+
+  /** Frames `records` (`bytes` in all) into one buffer and writes it. */
+  private writeRecords(records: readonly RecordToFrame[], bytes: number): void {
+    if (records.length === 0) return;
+    this.write([frameRecords(records, bytes)]);
   }
 
   private write(chunks: readonly Uint8Array[]): void {

@@ -319,6 +319,11 @@ export class PeerLink {
     });
   }
 
+  /** Writes one batch now if connected and idle (else the scheduled flush or the write in flight will). */
+  flushNow(): void {
+    this.flush();
+  }
+
   /** Writes one batch if connected and idle; the write's completion starts the next. */
   private flush(): void {
     const socket = this.socket;

@@ -44,6 +44,7 @@
  *   start(): Promise<PeerAddress>            listen (port 0: any), then dial every peer
  *   address(): PeerAddress                   the bound address
  *   send(to, payload): boolean               queue or drop (false); never throws
+ *   flush(): void                            write what is queued now, not after the current run
  *   addPeer(id, address) / removePeer(id) / updatePeers(map)   runtime membership
  *   peers(): ReadonlyMap<MemberId, PeerAddress>                 the current peers, by id
  *   isActive(peer): boolean                  outbound connection up and accepted
@@ -262,6 +263,16 @@ export class PeerTransport {
       return false;
     }
     return link.send(payload);
+  }
+
+  /**
+   * Starts writing what every link has queued now instead of at the end of
+   * the current synchronous run (the default coalescing): a member that is
+   * about to block in an fsync gets its appends onto the wire first.
+   */
+  flush(): void {
+    if (this.state === "closed") return;
+    for (const link of this.links.values()) link.flushNow();
   }
 
   /** Adds a peer, or moves it to a new address. Does nothing after `close()`. */

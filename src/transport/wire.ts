@@ -42,8 +42,13 @@ import { assert } from "../raft/index.ts";
 export const WIRE_MAGIC = 0x4c48_5054;
 /** "LHPQ": leasehold peer membership query. */
 export const QUERY_MAGIC = 0x4c48_5051;
-/** The protocol version this code speaks. */
-export const WIRE_VERSION = 1;
+/**
+ * The protocol version this code speaks; peers of another version are refused
+ * at the hello. 2: BATCH envelopes and binary commands in entries (a member of
+ * version 1 could not read them, and applying an entry it cannot decode as a
+ * failed command would set its state apart from the others').
+ */
+export const WIRE_VERSION = 2;
 /** Largest payload in one frame: 1 MiB. A bigger message is split into several frames. */
 export const FRAME_PAYLOAD_BYTES_MAX = 1024 * 1024;
 /** Bytes of a frame header: length u32 + flags u8. */
@@ -113,7 +118,8 @@ function isMemberId(n: number): boolean {
 }
 
 function putU64(view: DataView, at: number, n: number): void {
-  assert(Number.isSafeInteger(n) && n >= 0, `wire: u64 must be a non-negative safe integer, got ${n}`);
+  if (!(Number.isSafeInteger(n) && n >= 0))
+    assert(false, `wire: u64 must be a non-negative safe integer, got ${n}`);
   view.setUint32(at, Math.floor(n / U32));
   view.setUint32(at + 4, n % U32);
 }

@@ -9,11 +9,11 @@
  */
 
 import { type Client, credentials, loadPackageDefinition, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadEtcdApi, type WireMessage } from "../../src/api/index.ts";
 import { ApiServer } from "../../src/api/server.ts";
 import { bootstrapState, memberId } from "../../src/raft/index.ts";
-import { Member } from "../../src/server/member.ts";
+import { Member, MemberError } from "../../src/server/member.ts";
 import type { WatchId } from "../../src/state/index.ts";
 import { watchId } from "../../src/state/index.ts";
 
@@ -367,6 +367,79 @@ describe("half-close", () => {
     }
     expect(answers).toEqual([`${grant.ID} 60 rev=${rev}`, `12345 0 rev=${rev}`, `${grant.ID} 60 rev=${rev}`]);
     expect(await k.closed).toEqual(expect.objectContaining({ code: 0 }));
+  });
+});
+
+describe("LeaseKeepAlive pipelining", () => {
+  it("renewals on one stream are in flight together (not one round trip each) and still answered in request order", async () => {
+    const held: { id: bigint; resolve: (ttl: number) => void }[] = [];
+    let allThere: () => void = () => {};
+    const allThree = new Promise<void>((r) => {
+      allThere = r;
+    });
+    const spy = vi.spyOn(node.member, "keepAlive").mockImplementation(
+      (id) =>
+        new Promise<number>((resolve) => {
+          held.push({ id: id as bigint, resolve });
+          if (held.length === 3) allThere();
+        }),
+    );
+    try {
+      const k = new Reader(
+        node.client<{ LeaseKeepAlive: (md: Metadata) => Duplex }>("Lease").LeaseKeepAlive(new Metadata()),
+      );
+      for (const id of ["11", "22", "33"]) k.write({ ID: id });
+      k.call.end();
+      // All three reach the member before any is answered: a serial stream would stop at one.
+      await allThree;
+      expect(held.map((h) => String(h.id))).toEqual(["11", "22", "33"]);
+      for (const h of [...held].reverse()) h.resolve(Number(h.id) + 1);
+      const answers = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await k.next();
+        answers.push(`${m.ID} ${m.TTL}`);
+      }
+      expect(answers).toEqual(["11 12", "22 23", "33 34"]);
+      expect(await k.closed).toEqual(expect.objectContaining({ code: 0 }));
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe("LeaseKeepAlive failure order", () => {
+  it("a renewal that fails ends the stream only after the answers to the renewals before it", async () => {
+    let first: (ttl: number) => void = () => {};
+    let calls = 0;
+    let bothThere: () => void = () => {};
+    const both = new Promise<void>((r) => {
+      bothThere = r;
+    });
+    const spy = vi.spyOn(node.member, "keepAlive").mockImplementation(() => {
+      calls++;
+      if (calls === 2) bothThere();
+      return calls === 1
+        ? new Promise<number>((resolve) => {
+            first = resolve;
+          })
+        : Promise.reject(new MemberError("noLeader", "etcdserver: no leader"));
+    });
+    try {
+      const k = new Reader(
+        node.client<{ LeaseKeepAlive: (md: Metadata) => Duplex }>("Lease").LeaseKeepAlive(new Metadata()),
+      );
+      k.write({ ID: "11" });
+      k.write({ ID: "22" });
+      await both;
+      // The second failed already; the first is still out. Its answer must come first.
+      first(30);
+      const m = await k.next();
+      expect(`${m.ID} ${m.TTL}`).toBe("11 30");
+      const end = await k.closed;
+      expect(end).toEqual(expect.objectContaining({ details: "etcdserver: no leader" }));
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

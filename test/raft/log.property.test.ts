@@ -91,8 +91,10 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
     return { terms, sizes: r.sizes, snap, applied, committed, handed, persisted, prevIndex, incoming };
   });
 
-function mkEntry(index: number, t: number, size: number): Entry {
-  return { index: logIndex(index), term: term(t), kind: "normal", data: new Uint8Array(size) };
+/** An entry whose data bytes tell its index, term and source (`salt`) apart from any other's. */
+function mkEntry(index: number, t: number, size: number, salt = 0): Entry {
+  const data = Uint8Array.from({ length: size }, (_, i) => (index * 31 + t * 7 + salt * 101 + i) & 255);
+  return { index: logIndex(index), term: term(t), kind: "normal", data };
 }
 
 function sizeOf(s: Scenario, index: number, salt: number): number {
@@ -115,7 +117,7 @@ function snapshotAt(model: readonly ModelEntry[], index: number): Snapshot {
 function buildLog(s: Scenario): { log: RaftLog; existing: Entry[]; incoming: Entry[] } {
   const existing = s.terms.map((t, k) => mkEntry(k + 1, t, sizeOf(s, k + 1, 0)));
   const incoming = s.incoming.map((t, k) =>
-    mkEntry(s.prevIndex + 1 + k, t, sizeOf(s, s.prevIndex + 1 + k, 3)),
+    mkEntry(s.prevIndex + 1 + k, t, sizeOf(s, s.prevIndex + 1 + k, 3), 1),
   );
   const model = toModel(existing);
   const log = new RaftLog(
@@ -133,10 +135,10 @@ function toModel(entries: readonly Entry[]): ModelEntry[] {
   return entries.map((e) => ({ index: e.index, term: e.term }));
 }
 
-/** Same length, and the very same entry objects in the same order. */
+/** Same length, and equal entries (term, index, kind, data bytes) in the same order. */
 function expectSameEntries(actual: readonly Entry[], expected: readonly Entry[]): void {
   expect(actual.length).toBe(expected.length);
-  for (let k = 0; k < actual.length; k++) expect(actual[k]).toBe(expected[k]);
+  for (let k = 0; k < actual.length; k++) expect(actual[k]).toEqual(expected[k]);
 }
 
 /** Everything the log holds in memory, in order. */
@@ -184,10 +186,10 @@ describe("RaftLog.maybeAppend", () => {
 
         expect(last).toBe(s.prevIndex + incoming.length);
         expectMatchesModel(log, result, s.snap);
-        // Retained entries are the very objects that were there; new ones are the incoming ones.
+        // Retained entries are the ones that were there; new ones are the incoming ones (data included).
         for (const e of held(log)) {
           const fromIncoming = conflict !== undefined && e.index >= conflict;
-          expect(e).toBe(fromIncoming ? incoming[e.index - s.prevIndex - 1] : existing[e.index - 1]);
+          expect(e).toEqual(fromIncoming ? incoming[e.index - s.prevIndex - 1] : existing[e.index - 1]);
         }
         // Committed and applied entries are never touched.
         expect(log.committed).toBe(s.committed);
@@ -411,5 +413,57 @@ describe("RaftLog.compactTo", () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("RaftLog entries handed out", () => {
+  it("never change, whatever the log does afterwards (truncate, append, compact, grow)", () => {
+    fc.assert(
+      fc.property(scenarioArb, fc.nat(), fc.nat({ max: 40 }), (s, atPick, more) => {
+        const { log, existing, incoming } = buildLog(s);
+        const handedOut = held(log);
+        const copies = handedOut.map((e) => ({ ...e, data: e.data.slice() }));
+        log.maybeAppend(logIndex(s.prevIndex), incoming);
+        const afterAppend = held(log);
+        const afterAppendCopies = afterAppend.map((e) => ({ ...e, data: e.data.slice() }));
+        // Enough large entries to make the arena grow, then a compaction that moves what is left.
+        const lastTerm = log.lastTerm();
+        const grown = Array.from({ length: more }, (_, k) =>
+          mkEntry(log.lastIndex() + 1 + k, lastTerm, 300 + k, 2),
+        );
+        log.append(grown);
+        log.compactTo(snapshotAt(toModel(existing), within(atPick, s.snap, s.applied)));
+        expect(handedOut).toEqual(copies);
+        expect(afterAppend).toEqual(afterAppendCopies);
+        // And the log still holds the grown entries as they were appended.
+        if (more > 0) {
+          const tail = log.slice(grown[0]!.index, logIndex(log.lastIndex() + 1), Number.POSITIVE_INFINITY);
+          expectSameEntries(tail, grown);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("RaftLog data copies", () => {
+  it("keep an entry's bytes whatever the caller does to its buffer later, small or large, Buffer or not", () => {
+    const log = new RaftLog(emptySnapshot(CONF), [], logIndex(0), logIndex(0));
+    const small = Buffer.from([1, 2, 3]);
+    const large = Buffer.alloc(10_000, 7);
+    const plain = new Uint8Array(5_000).fill(9);
+    log.append([mkEntry(1, 1, 0), { ...mkEntry(2, 1, 0), data: small }]);
+    log.append([
+      { ...mkEntry(3, 1, 0), data: large },
+      { ...mkEntry(4, 1, 0), data: plain },
+    ]);
+    small.fill(0);
+    large.fill(0);
+    plain.fill(0);
+    const held = log.slice(logIndex(1), logIndex(5), Number.POSITIVE_INFINITY);
+    expect(held.map((e) => e.data.length)).toEqual([0, 3, 10_000, 5_000]);
+    expect([...held[1]!.data]).toEqual([1, 2, 3]);
+    expect(held[2]!.data.every((x) => x === 7)).toBe(true);
+    expect(held[3]!.data.every((x) => x === 9)).toBe(true);
   });
 });

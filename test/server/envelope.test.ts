@@ -8,7 +8,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { logIndex, memberId, term } from "../../src/raft/index.ts";
 import type { Envelope } from "../../src/server/envelope.ts";
-import { decodeEnvelope, EnvelopeError, encodeEnvelope } from "../../src/server/envelope.ts";
+import {
+  BATCH_ENVELOPES_MAX,
+  decodeEnvelope,
+  EnvelopeError,
+  encodeBatch,
+  encodeEnvelope,
+} from "../../src/server/envelope.ts";
 
 const samples: Envelope[] = [
   {
@@ -58,6 +64,38 @@ describe("peer envelopes", () => {
     const conf = encodeEnvelope(samples.find((e) => e.kind === "confAnswer")!);
     conf[5] = 9;
     expect(() => decodeEnvelope(conf)).toThrow(/conf status 9/);
+  });
+
+  it("a BATCH carries every small kind in order; RAFT, BATCH, empty, cut or overlong items are refused", () => {
+    const small = samples.filter((e) => e.kind !== "raft");
+    const batch = encodeBatch(small.map(encodeEnvelope));
+    expect(decodeEnvelope(batch)).toEqual({ kind: "batch", items: small });
+    expect(decodeEnvelope(encodeEnvelope({ kind: "batch", items: small }))).toEqual({
+      kind: "batch",
+      items: small,
+    });
+    const raft = encodeEnvelope(samples[0]!);
+    expect(() => encodeBatch([raft])).toThrow(EnvelopeError);
+    expect(() => encodeBatch([])).toThrow(EnvelopeError);
+    expect(() => encodeBatch([batch])).toThrow(EnvelopeError);
+    const hand = (...items: Uint8Array[]): Uint8Array => {
+      const parts = items.flatMap((b) => [Uint8Array.of(b.length, 0, 0, 0), b]);
+      return Uint8Array.of(11, ...parts.flatMap((p) => [...p]));
+    };
+    expect(() => decodeEnvelope(hand(raft))).toThrow(/RAFT or BATCH/);
+    expect(() => decodeEnvelope(hand(hand(encodeEnvelope(small[0]!))))).toThrow(/RAFT or BATCH/);
+    expect(() => decodeEnvelope(Uint8Array.of(11))).toThrow(/empty batch/);
+    expect(() => decodeEnvelope(batch.subarray(0, batch.length - 1))).toThrow(EnvelopeError);
+    expect(() => decodeEnvelope(Uint8Array.of(...batch, 1, 0))).toThrow(/cut short/);
+    expect(() => decodeEnvelope(Uint8Array.of(11, 0, 0, 0, 0))).toThrow(/item of 0 bytes/);
+    const removed = encodeEnvelope({ kind: "removed" });
+    const many = new Array<Uint8Array>(BATCH_ENVELOPES_MAX).fill(removed);
+    expect(decodeEnvelope(encodeBatch(many))).toEqual({
+      kind: "batch",
+      items: many.map(() => ({ kind: "removed" })),
+    });
+    expect(() => encodeBatch([...many, removed])).toThrow(EnvelopeError);
+    expect(() => decodeEnvelope(hand(...many, removed))).toThrow(/batch too long/);
   });
 
   it("never throws anything but EnvelopeError on arbitrary bytes", () => {

@@ -191,7 +191,11 @@ describe("alarms in snapshots", () => {
     expect(restored.alarmList()).toEqual([{ member: 4n, alarm: "nospace" }]);
     expect(failedWith(restored.apply(h.next, encodeCommand(put("b"))))).toBe("noSpace");
 
-    const old = JSON.parse(new TextDecoder().decode(h.m.snapshot())) as Record<string, unknown>;
+    // A format-1 (JSON) snapshot from before alarms existed.
+    const old = JSON.parse(new TextDecoder().decode(StateMachine.snapshotToJson(h.m.snapshot()))) as Record<
+      string,
+      unknown
+    >;
     delete old.alarms;
     const fromOld = StateMachine.restore(new TextEncoder().encode(JSON.stringify(old)));
     expect(fromOld.alarmList()).toEqual([]);

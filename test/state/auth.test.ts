@@ -603,7 +603,8 @@ describe("StateMachine with auth", () => {
     expect(a.tokenUser(`${PREFIX}.${h.index}`)).toBe("u");
     expect(a.checkAccess(h.caller("u"), [{ key: b("a/1"), type: "write" }])).toBeUndefined();
     // The password is a hash the API made: the snapshot holds exactly what the command carried.
-    const old = JSON.parse(new TextDecoder().decode(h.m.snapshot()));
+    // A format-1 (JSON) snapshot from before auth existed.
+    const old = JSON.parse(new TextDecoder().decode(StateMachine.snapshotToJson(h.m.snapshot())));
     delete old.auth;
     const before = StateMachine.restore(te.encode(JSON.stringify(old)));
     expect(before.authStore().isEnabled()).toBe(false);

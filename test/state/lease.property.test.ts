@@ -19,6 +19,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { ByteReader, ByteWriter } from "../../src/state/bytes.ts";
 import { LeaseTable } from "../../src/state/lease.ts";
 import type { LeaseCheckpoint, LeaseRef } from "../../src/state/lessor.ts";
 import { Lessor } from "../../src/state/lessor.ts";
@@ -193,6 +194,14 @@ describe("LeaseTable against a model", () => {
         const restored = LeaseTable.restore(JSON.parse(JSON.stringify(table.snapshot())));
         check(restored);
         expect(restored.snapshot()).toEqual(table.snapshot());
+        // Format 2 (binary) makes the same table.
+        const w = new ByteWriter(16);
+        table.writeSnapshot(w);
+        const r = new ByteReader(w.finish());
+        const fromBinary = LeaseTable.readSnapshot(r);
+        expect(r.done).toBe(true);
+        check(fromBinary);
+        expect(fromBinary.snapshot()).toEqual(table.snapshot());
         // The same next command has the same outcome on the original and the restored table.
         expect(restored.grant(NO_LEASE, 5, { index: index + 1 })).toEqual(
           table.grant(NO_LEASE, 5, { index: index + 1 }),

@@ -294,14 +294,18 @@ describe("attach cost does not grow with the keys already on the lease", () => {
     for (let i = 0; i < 100_000; i++) t.attach(key(`k${i}`), L(1));
     expect(t.keyCount(L(1))).toBe(100_000);
 
-    const first = countCollectionCalls(() => t.attach(key("fresh-a"), L(2))); // lease 2 had no keys
+    t.attach(key("two-a"), L(2));
+    t.attach(key("two-b"), L(2));
+    const first = countCollectionCalls(() => t.attach(key("fresh-a"), L(2))); // lease 2 had two keys
     const later = countCollectionCalls(() => t.attach(key("fresh-b"), L(1))); // lease 1 had 100,000
     expect(later).toEqual(first);
     expect(later.iterations).toBe(0);
     expect(later.lookups).toBeLessThanOrEqual(6);
 
     // Moving a key off the big lease and back costs the same as moving between small ones.
-    const moveSmall = countCollectionCalls(() => t.attach(key("fresh-a"), L(3)));
+    t.attach(key("three-a"), L(3));
+    t.attach(key("three-b"), L(3));
+    const moveSmall = countCollectionCalls(() => t.attach(key("two-a"), L(3)));
     const moveOffBig = countCollectionCalls(() => t.attach(key("k5"), L(3)));
     const moveOntoBig = countCollectionCalls(() => t.attach(key("k5"), L(1)));
     expect(moveOffBig).toEqual(moveSmall);
@@ -309,7 +313,7 @@ describe("attach cost does not grow with the keys already on the lease", () => {
     expect(moveSmall.iterations).toBe(0);
 
     const detachBig = countCollectionCalls(() => t.detach(key("k7")));
-    const detachSmall = countCollectionCalls(() => t.detach(key("fresh-a")));
+    const detachSmall = countCollectionCalls(() => t.detach(key("three-a")));
     expect(detachBig).toEqual(detachSmall);
     expect(detachBig.iterations).toBe(0);
     expect(t.keyCount(L(1))).toBe(100_000);
@@ -318,7 +322,34 @@ describe("attach cost does not grow with the keys already on the lease", () => {
   it("the counter does see iteration (so a zero above means something)", () => {
     const t = tableWith(1);
     t.attach(key("a"), L(1));
+    t.attach(key("b"), L(1));
     expect(countCollectionCalls(() => t.keysOf(L(1))).iterations).toBeGreaterThan(0);
+  });
+
+  it("a lease with no key or one key allocates no Set; the second key brings one, and losing it goes back", () => {
+    const t = tableWith(2);
+    expect(countCollectionCalls(() => t.attach(key("a"), L(1)))).toEqual({ lookups: 3, iterations: 0 }); // keyLease only
+    expect(countCollectionCalls(() => t.keysOf(L(1))).iterations).toBe(0);
+    t.attach(key("b"), L(1));
+    expect(countCollectionCalls(() => t.keysOf(L(1))).iterations).toBeGreaterThan(0);
+    // Moving "a" to lease 2 leaves lease 1 one key: inline again, read without iterating.
+    t.attach(key("a"), L(2));
+    expect(countCollectionCalls(() => t.keysOf(L(1))).iterations).toBe(0);
+    expect(t.keysOf(L(1))).toEqual([key("b")]);
+    expect(t.keysOf(L(2))).toEqual([key("a")]);
+    expect(t.keyCount(L(1))).toBe(1);
+    t.detach(key("b"));
+    expect(t.keysOf(L(1))).toEqual([]);
+    expect(t.keyCount(L(1))).toBe(0);
+    // Every shape survives a snapshot: none, one inline, several in a Set.
+    t.attach(key("c"), L(2));
+    t.attach(key("d"), L(2));
+    const back = LeaseTable.restore(t.snapshot());
+    expect(back.snapshot()).toEqual(t.snapshot());
+    expect(back.keysOf(L(2))).toEqual([key("a"), key("c"), key("d")]);
+    expect(back.revoke(L(2))).toEqual({ ok: true, keys: [key("a"), key("c"), key("d")] });
+    expect(back.revoke(L(1))).toEqual({ ok: true, keys: [] });
+    expect(back.leaseOf(key("c"))).toBe(NO_LEASE);
   });
 });
 

@@ -396,22 +396,74 @@ describe("describe", () => {
 });
 
 describe("TimeQueue", () => {
+  interface Item {
+    readonly id: LeaseId;
+    pos: number;
+  }
+  const slot = {
+    get: (x: Item) => x.pos,
+    set: (x: Item, pos: number) => {
+      x.pos = pos;
+    },
+  };
+  const item = (n: number): Item => ({ id: L(n), pos: -1 });
+
   it("orders by time then id and supports re-keying and removal", () => {
-    const q = new TimeQueue();
-    q.set(L(3), 50);
-    q.set(L(1), 50);
-    q.set(L(2), 10);
-    q.set(L(4), 5);
-    q.set(L(4), 70); // later
-    q.set(L(3), 1); // earlier
-    q.delete(L(2));
-    q.delete(L(99));
+    const q = new TimeQueue(slot);
+    const [i1, i2, i3, i4, i99] = [item(1), item(2), item(3), item(4), item(99)];
+    q.set(i3, 50);
+    q.set(i1, 50);
+    q.set(i2, 10);
+    q.set(i4, 5);
+    q.set(i4, 70); // later
+    q.set(i3, 1); // earlier
+    q.delete(i2);
+    q.delete(i99);
+    expect(i2.pos).toBe(-1);
+    expect(q.has(i3)).toBe(true);
     const order: LeaseId[] = [];
     while (q.size > 0) {
+      expect(q.peekAtMs()).toBe(q.peek() === i4 ? 70 : q.peek() === i1 ? 50 : 1);
       const top = q.peek()!;
       order.push(top.id);
-      q.delete(top.id);
+      q.delete(top);
     }
     expect(order).toEqual([L(3), L(1), L(4)]);
+    expect(q.peekAtMs()).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it("matches a sorted list through random sets and deletes, growing past its initial capacity", () => {
+    const items = Array.from({ length: 200 }, (_, i) => item(i + 1));
+    const q = new TimeQueue(slot);
+    const model = new Map<Item, number>();
+    let seed = 7;
+    const next = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    for (let step = 0; step < 5_000; step++) {
+      const x = items[next(items.length)]!;
+      if (next(3) === 0) {
+        q.delete(x);
+        model.delete(x);
+      } else {
+        const at = next(50);
+        q.set(x, at);
+        model.set(x, at);
+      }
+      expect(q.size).toBe(model.size);
+      for (const [y, at] of model) expect(q.has(y) && y.pos >= 0 && at >= 0).toBe(true);
+    }
+    const expected = [...model].sort((a, b) => a[1] - b[1] || Number(a[0].id - b[0].id)).map(([y]) => y.id);
+    const order: LeaseId[] = [];
+    while (q.size > 0) {
+      order.push(q.peek()!.id);
+      q.delete(q.peek()!);
+    }
+    expect(order).toEqual(expected);
+    q.set(items[0]!, 1);
+    q.clear();
+    expect(q.size).toBe(0);
+    expect(items[0]!.pos).toBe(-1);
   });
 });

@@ -6,6 +6,7 @@
  */
 
 import { describe, expect, it } from "vitest";
+import { memberId } from "../../src/raft/index.ts";
 import type { ClientCommand, Command } from "../../src/state/command.ts";
 import {
   CommandDecodeError,
@@ -15,6 +16,7 @@ import {
 } from "../../src/state/command.ts";
 import type { ApplyResult, StateMachineOptions } from "../../src/state/machine.ts";
 import { StateMachine } from "../../src/state/machine.ts";
+import { encodeMemberContext } from "../../src/state/members.ts";
 import { leaseId, NO_LEASE, revision } from "../../src/state/types.ts";
 
 const text = new TextEncoder();
@@ -366,5 +368,75 @@ describe("StateMachine: sessions", () => {
     expect(r.result).toEqual(t.result);
     expect(h.raw(retry)).toEqual(r);
     expect(str(restored.snapshot())).toBe(str(h.m.snapshot()));
+  });
+});
+
+describe("StateMachine: snapshot formats", () => {
+  /**
+   * A format-1 (JSON) snapshot as the code before format 2 wrote it: leases 7 and 9 (9 checkpointed
+   * to 1800 s), keys a and c on 9, b deleted, compacted at 4, a session.
+   */
+  const FORMAT_1 =
+    '{"formatVersion":1,"appliedIndex":10,"mvcc":{"formatVersion":1,"revision":7,"compactedRevision":4,"base":[{"key":"YQ==","createRevision":2,"modRevision":2,"version":1,"value":"MQ==","lease":"7"},{"key":"Yg==","createRevision":3,"modRevision":3,"version":1,"value":"AP+A","lease":"0"}],"changes":[{"type":"put","kv":{"key":"YQ==","createRevision":2,"modRevision":4,"version":2,"value":"Mg==","lease":"9"}},{"type":"put","kv":{"key":"Yw==","createRevision":5,"modRevision":5,"version":1,"value":"Mw==","lease":"9"}},{"type":"delete","key":"Yg==","revision":6},{"type":"put","kv":{"key":"ZA==","createRevision":7,"modRevision":7,"version":1,"value":"","lease":"0"}}]},"leases":{"version":1,"leases":[{"id":"7","ttlSeconds":60,"remainingTtlSeconds":60,"grantIndex":1,"keys":[]},{"id":"9","ttlSeconds":3600,"remainingTtlSeconds":1800,"grantIndex":2,"keys":["YQ==","Yw=="]}]},"sessions":[{"clientId":"cli","lastSeq":1,"lastIndex":9,"result":{"kind":"put","header":{"revision":7}}}],"members":{"members":[],"removed":[]},"alarms":[],"auth":{"enabled":false,"revision":1,"users":[],"roles":[],"tokens":[]}}';
+
+  it("a format-1 snapshot restores, and format 1 is written back byte for byte", () => {
+    const m = StateMachine.restore(b(FORMAT_1));
+    expect(m.appliedIndex()).toBe(10);
+    expect(m.currentRevision()).toBe(7);
+    expect(m.compactedRevision()).toBe(4);
+    const all = m.range({ key: b("\0"), rangeEnd: b("\0") });
+    expect(all.ok && all.kvs.map((kv) => [str(kv.key), str(kv.value), kv.lease])).toEqual([
+      ["a", "2", 9n],
+      ["c", "3", 9n],
+      ["d", "", 0n],
+    ]);
+    expect(m.leaseTimeToLive(leaseId(9n), { keys: true })?.keys.map(str)).toEqual(["a", "c"]);
+    expect(m.lease(leaseId(9n))?.remainingTtlSeconds).toBe(1800);
+    expect(m.session("cli")?.lastSeq).toBe(1);
+    expect(m.snapshot()[0]).toBe(2);
+    expect(str(StateMachine.snapshotToJson(m.snapshot()))).toBe(FORMAT_1);
+    expect(str(StateMachine.snapshotToJson(b(FORMAT_1)))).toBe(FORMAT_1);
+  });
+
+  it("format 2 and its format-1 form restore the same machine, which writes the same bytes", () => {
+    const h = new Harness();
+    h.run(grant(1n));
+    h.run(grant(2n, 3600));
+    h.run(put("x/1", "a", leaseId(1n)));
+    h.run(put("x/2", "\u00ff", leaseId(1n)));
+    h.run(put("x/1", "b", leaseId(2n)));
+    h.run({ type: "deleteRange", request: { key: b("x/2") } });
+    h.run({ ...put("y", "z"), session: { clientId: "c", seq: 1 } });
+    h.run({ type: "compact", revision: revision(4) });
+    h.run(put("y", "zz"));
+    const data = h.m.snapshot();
+    const json = StateMachine.snapshotToJson(data);
+    expect(data.length).toBeLessThan(json.length);
+    const fromBinary = StateMachine.restore(data);
+    const fromJson = StateMachine.restore(json);
+    expect(fromBinary.snapshot()).toEqual(data);
+    expect(fromJson.snapshot()).toEqual(data);
+    expect(fromJson.stateHash()).toBe(h.m.stateHash());
+    expect(fromBinary.range({ key: b("x/1"), revision: revision(4) })).toEqual(
+      h.m.range({ key: b("x/1"), revision: revision(4) }),
+    );
+    const founders = [
+      {
+        kind: "addVoter" as const,
+        member: memberId(1),
+        context: encodeMemberContext({ name: "m1", peerUrls: ["http://h:1"] }),
+      },
+    ];
+    expect(StateMachine.restoreAsNewCluster(data, founders).snapshot()).toEqual(
+      StateMachine.restoreAsNewCluster(json, founders).snapshot(),
+    );
+    // The lease table restored from format 2 holds the store's key strings (one per key) and works as before.
+    expect(fromBinary.leaseTimeToLive(leaseId(2n), { keys: true })?.keys.map(str)).toEqual(["x/1"]);
+    expect(
+      fromBinary.apply(10, encodeCommand({ type: "leaseRevoke", id: leaseId(2n) })).result,
+    ).toMatchObject({
+      kind: "leaseRevoke",
+      deleted: 1,
+    });
   });
 });

@@ -12,7 +12,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { bytesToKeyString, prefixEnd } from "../../src/state/bytes.ts";
+import { ByteReader, ByteWriter, bytesToKeyString, prefixEnd } from "../../src/state/bytes.ts";
 import type {
   Compare,
   DeleteRangeRequest,
@@ -336,7 +336,12 @@ class ModelWrite {
     this.state.set(hex(req.key), kv);
     this.events.push({ type: "put", kv, prevKv: prev });
     if ((prev?.lease ?? NO_LEASE) !== kv.lease) {
-      this.leaseChanges.push({ key: req.key, from: prev?.lease ?? NO_LEASE, to: kv.lease });
+      this.leaseChanges.push({
+        key: req.key,
+        keyString: bytesToKeyString(req.key),
+        from: prev?.lease ?? NO_LEASE,
+        to: kv.lease,
+      });
     }
     return { revision: revision(this.revision), prevKv: req.prevKv ? prev : undefined };
   }
@@ -354,7 +359,13 @@ class ModelWrite {
         lease: NO_LEASE,
       };
       this.events.push({ type: "delete", kv, prevKv: prev });
-      if (prev.lease !== NO_LEASE) this.leaseChanges.push({ key: prev.key, from: prev.lease, to: NO_LEASE });
+      if (prev.lease !== NO_LEASE)
+        this.leaseChanges.push({
+          key: prev.key,
+          keyString: bytesToKeyString(prev.key),
+          from: prev.lease,
+          to: NO_LEASE,
+        });
     }
     return {
       revision: revision(this.visibleRevision),
@@ -666,16 +677,29 @@ describe("MvccStore against the model", () => {
           const { store, model } = run(commands);
           const json = JSON.stringify(store.snapshot());
           const restored = MvccStore.restore(JSON.parse(json), { limits: LIMITS });
+          // Format 2 (binary) makes the same store as format 1 (JSON).
+          const w = new ByteWriter(16);
+          store.writeSnapshot(w);
+          const binary = w.finish();
+          const r2 = new ByteReader(binary);
+          const fromBinary = MvccStore.readSnapshot(r2, { limits: LIMITS });
+          expect(r2.done).toBe(true);
+          expect(JSON.stringify(fromBinary.snapshot())).toBe(json);
           expect(restored.currentRevision()).toBe(store.currentRevision());
           expect(restored.compactedRevision()).toBe(store.compactedRevision());
           expect(JSON.stringify(restored.snapshot())).toBe(json);
+          const again = new ByteWriter();
+          restored.writeSnapshot(again);
+          expect(again.finish()).toEqual(binary);
           for (const r of [ALL, ...ranges]) {
             for (let at = Math.max(model.compacted, 1); at <= model.rev; at++) {
               const req = { ...r, revision: revision(at) };
               expect(restored.range(req)).toEqual(store.range(req));
+              expect(fromBinary.range(req)).toEqual(store.range(req));
             }
             const since = revision(model.compacted);
             expect(restored.eventsSince(since, r, 1000)).toEqual(store.eventsSince(since, r, 1000));
+            expect(fromBinary.eventsSince(since, r, 1000)).toEqual(store.eventsSince(since, r, 1000));
           }
           // The same commands afterwards give the same answers (the model follows the original).
           for (const c of after) {

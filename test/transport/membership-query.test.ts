@@ -150,7 +150,7 @@ describe("membership query", () => {
     const r = new MembershipAnswerDecoder().push(await answered);
     expect(r.kind === "ok" && r.value).toEqual({
       status: "refused",
-      reason: "bad-version: peer protocol version 2 is not supported (this member speaks 1)",
+      reason: "bad-version: peer protocol version 3 is not supported (this member speaks 2)",
     });
     const logged = await b.o.logged((e) => e.code === "membership-refused");
     expect(logged.reason).toBe("bad-version");

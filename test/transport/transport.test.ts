@@ -261,7 +261,7 @@ describe("handshake", () => {
     const r = readResponse(await answered);
     expect(r.kind === "ok" && r.value).toEqual({
       status: "rejected",
-      reason: "bad-version: peer protocol version 2 is not supported (this member speaks 1)",
+      reason: "bad-version: peer protocol version 3 is not supported (this member speaks 2)",
     });
   });
 

@@ -75,7 +75,7 @@ describe("handshake", () => {
 
   it.each([
     ["bad-magic", (b: Uint8Array) => b.set([0x47, 0x45, 0x54, 0x20], 0)], // "GET "
-    ["bad-version", (b: Uint8Array) => b.set([0, 2], 4)],
+    ["bad-version", (b: Uint8Array) => b.set([0, 3], 4)],
     ["malformed", (b: Uint8Array) => b.fill(0, 6, 14)], // member id 0
     ["malformed", (b: Uint8Array) => b.set([0x20, 0, 0, 0], 6)], // id above 2^53
     ["malformed", (b: Uint8Array) => b.set([0xff], b.length - 1)], // invalid UTF-8
@@ -91,7 +91,7 @@ describe("handshake", () => {
     bytes.set([0, 9], 4);
     const r = readHello(bytes);
     expect(r.kind === "error" && r.detail).toBe(
-      "peer protocol version 9 is not supported (this member speaks 1)",
+      "peer protocol version 9 is not supported (this member speaks 2)",
     );
   });
 
@@ -137,11 +137,11 @@ describe("membership query", () => {
       "not a membership query (bad magic)",
     ]);
     const badVersion = encodeQuery().slice();
-    badVersion.set([0, 2], 4);
+    badVersion.set([0, 3], 4);
     const v = readQuery(badVersion);
     expect(v.kind === "error" && [v.reason, v.detail]).toEqual([
       "bad-version",
-      "peer protocol version 2 is not supported (this member speaks 1)",
+      "peer protocol version 3 is not supported (this member speaks 2)",
     ]);
   });
 });
@@ -164,9 +164,9 @@ describe("membership answer", () => {
   const refused = encodeMembershipAnswer({ status: "refused", reason: "membership not available" });
 
   it("lays out an answer as magic, version, status, length and body", () => {
-    expect([...refused.subarray(0, 11)]).toEqual([0x4c, 0x48, 0x50, 0x51, 0, 1, 1, 0, 0, 0, 24]);
+    expect([...refused.subarray(0, 11)]).toEqual([0x4c, 0x48, 0x50, 0x51, 0, 2, 1, 0, 0, 0, 24]);
     expect(Buffer.from(refused.subarray(11)).toString()).toBe("membership not available");
-    expect([...ok.subarray(4, 11)]).toEqual([0, 1, 0, 0, 0, 1, 44]);
+    expect([...ok.subarray(4, 11)]).toEqual([0, 2, 0, 0, 0, 1, 44]);
   });
 
   it("is incomplete when cut at any byte offset, and whole from any two pieces", () => {
@@ -238,9 +238,9 @@ describe("membership answer", () => {
     ],
     [
       "a document of another version",
-      header({ version: 2, length: 0 }),
+      header({ version: 3, length: 0 }),
       "bad-version",
-      "peer protocol version 2 is not supported (this member speaks 1)",
+      "peer protocol version 3 is not supported (this member speaks 2)",
     ],
   ])("stops at %s, from the header on, and stays stopped", (_what, bytes, reason, detail) => {
     const decoder = new MembershipAnswerDecoder();
