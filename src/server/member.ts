@@ -138,14 +138,119 @@ export interface LeaseTtl {
   readonly remainingSeconds: number;
 }
 
-interface Pending<T> {
-  readonly resolve: (v: T) => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+/**
+ * A call waiting for its outcome, with a deadline. A class rather than a bag of closures: one
+ * object per request (they live across minor GCs under load, so every byte is promoted), and
+ * no Timeout of its own: it sits in the member's Deadlines list until it settles.
+ */
+class Pending<T> {
+  private done = false;
+  private cleanups: (() => void)[] | undefined = undefined;
+  /** Neighbours in the Deadlines list while waiting. */
+  prev: Pending<never> | undefined = undefined;
+  next: Pending<never> | undefined = undefined;
+
+  constructor(
+    private readonly onResolve: (v: T) => void,
+    private readonly onReject: (e: Error) => void,
+    /** What the call waits for, named in its timeout error. */
+    readonly what: string,
+    /** performance.now() after which it fails with a timeout. */
+    readonly deadline: number,
+    private readonly deadlines: Deadlines,
+  ) {}
+
+  resolve(v: T): void {
+    if (this.done) return;
+    this.finish();
+    this.onResolve(v);
+  }
+
+  reject(e: Error): void {
+    if (this.done) return;
+    this.finish();
+    this.onReject(e);
+  }
+
   /** Resolved, rejected or timed out. */
-  readonly settled: () => boolean;
+  settled(): boolean {
+    return this.done;
+  }
+
   /** Runs `f` when the call is settled (however): forgets what the call left in the member's maps. */
-  readonly onSettled: (f: () => void) => void;
+  onSettled(f: () => void): void {
+    if (this.done) f();
+    else if (this.cleanups === undefined) this.cleanups = [f];
+    else this.cleanups.push(f);
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.deadlines.remove(this as Pending<never>);
+    const fs = this.cleanups;
+    if (fs === undefined) return;
+    this.cleanups = undefined;
+    for (const f of fs) f();
+  }
+}
+
+/**
+ * The deadlines of every waiting call, in one intrusive list in deadline order (every call gets
+ * the same timeout, so appending keeps the order) and one timer for the earliest: O(1) to add
+ * and to remove, and no Timeout object per request. A removed head leaves the timer armed; it
+ * fires once for nothing and re-arms for the new head.
+ */
+class Deadlines {
+  private head: Pending<never> | undefined = undefined;
+  private tail: Pending<never> | undefined = undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** The call the timer was armed for: its full timeout has run when the timer fires. */
+  private armedFor: Pending<never> | undefined = undefined;
+
+  constructor(private readonly timeout: (what: string) => Error) {}
+
+  add(p: Pending<never>): void {
+    p.prev = this.tail;
+    if (this.tail === undefined) this.head = p;
+    else this.tail.next = p;
+    this.tail = p;
+    if (this.timer === undefined) this.arm();
+  }
+
+  remove(p: Pending<never>): void {
+    if (p.prev === undefined && this.head !== p) return; // not listed
+    if (p.prev === undefined) this.head = p.next;
+    else p.prev.next = p.next;
+    if (p.next === undefined) this.tail = p.prev;
+    else p.next.prev = p.prev;
+    p.prev = undefined;
+    p.next = undefined;
+  }
+
+  /** Fails every waiting call with `err()` and stops the timer. */
+  failAll(err: () => Error): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.head !== undefined) this.head.reject(err());
+  }
+
+  private arm(): void {
+    const first = this.head;
+    if (first === undefined) return;
+    this.armedFor = first;
+    this.timer = setTimeout(() => this.fire(), Math.max(1, first.deadline - performance.now()));
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const armed = this.armedFor;
+    this.armedFor = undefined;
+    if (armed !== undefined && !armed.settled()) armed.reject(this.timeout(armed.what));
+    const now = performance.now();
+    while (this.head !== undefined && this.head.deadline <= now)
+      this.head.reject(this.timeout(this.head.what));
+    this.arm();
+  }
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -163,6 +268,9 @@ export class Member {
   private readonly options: MemberOptions;
   private readonly now: () => number;
   private readonly requestTimeoutMs: number;
+  private readonly deadlines = new Deadlines(
+    (what) => new MemberError("timeout", `etcdserver: request timed out (${what})`),
+  );
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private scheduled = false;
   private stopped = false;
@@ -266,6 +374,8 @@ export class Member {
     const lost = [...this.forwarded.values()];
     this.forwarded.clear();
     for (const f of lost) f.answer(undefined);
+    // Everything else still waiting (lease calls retrying at a heartbeat) fails now, not at its deadline.
+    this.deadlines.failAll(err);
   }
 
   get machine(): StateMachine {
@@ -741,36 +851,14 @@ export class Member {
   }
 
   private pending<T>(resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
-    let done = false;
-    let cleanups: (() => void)[] = [];
-    const finish = (): void => {
-      done = true;
-      clearTimeout(p.timer);
-      const fs = cleanups;
-      cleanups = [];
-      for (const f of fs) f();
-    };
-    const p: Pending<T> = {
-      resolve: (v) => {
-        if (done) return;
-        finish();
-        resolve(v);
-      },
-      reject: (e) => {
-        if (done) return;
-        finish();
-        reject(e);
-      },
-      timer: setTimeout(
-        () => p.reject(new MemberError("timeout", `etcdserver: request timed out (${what})`)),
-        this.requestTimeoutMs,
-      ),
-      settled: () => done,
-      onSettled: (f) => {
-        if (done) f();
-        else cleanups.push(f);
-      },
-    };
+    const p = new Pending<T>(
+      resolve,
+      reject,
+      what,
+      performance.now() + this.requestTimeoutMs,
+      this.deadlines,
+    );
+    this.deadlines.add(p as Pending<never>);
     return p;
   }
 

@@ -17,7 +17,10 @@
  * - "torn" when it can only be the unfinished last write: fewer than 13 bytes
  *   left; a verified header whose payload runs past the end of the file; a bad
  *   payload checksum on a record that ends exactly at the end of the file; or any
- *   bad record followed only by zero bytes (a file extended with zeros by a crash);
+ *   bad record followed only by zero bytes: after its 13 header bytes when the
+ *   header is bad, after its payload when the payload is (a file extended with
+ *   zeros by a crash, or a write cut short inside a WAL segment's preallocated
+ *   zero tail, wal.ts, which can leave part of a header followed by zeros);
  * - "corrupt" otherwise (a bad record with data after it, an oversized length).
  * Whether a torn tail may be cut is the caller's decision (only in the last
  * segment).
@@ -94,6 +97,8 @@ export function scanRecords(buf: Uint8Array, start: number): { records: RawRecor
     const length = view.getUint32(at);
     if (crc32(buf.subarray(at, at + 5)) !== view.getUint32(at + 5)) {
       if (zeroFrom(buf, at)) return stop("torn", "zero-filled tail");
+      if (zeroFrom(buf, at + RECORD_HEADER_BYTES))
+        return stop("torn", "record header checksum mismatch, only zeros after it");
       return stop("corrupt", "record header checksum mismatch");
     }
     if (length > RECORD_PAYLOAD_BYTES_MAX) return stop("corrupt", `record length ${length} over the limit`);

@@ -19,17 +19,39 @@
  *
  * Writing: records are appended with one write per segment touched, and the
  * caller syncs once per batch (group commit). A segment rolls over at a record
- * boundary once it would pass `segmentBytesMax`: the full segment is
- * fdatasync'ed, and the next one is created complete with its state record
- * (written as `.tmp`, fsynced, renamed, directory fsynced). So every segment
- * but the last is synced whole, and every segment file starts with a valid
- * header and state record.
+ * boundary once it would pass `segmentBytesMax`: the full segment is cut to the
+ * end of its last record (its zero tail removed, below) and fdatasync'ed, and
+ * the next one is created complete with its state record (written as `.tmp`,
+ * fsynced, renamed, directory fsynced). So every segment but the last is synced
+ * whole and ends with its last record, and every segment file starts with a
+ * valid header and state record.
+ *
+ * Preallocation: the last segment is kept zero-filled ahead of its append
+ * position, up to the next multiple of `preallocateBytes` (PREALLOC_CHUNK_BYTES,
+ * 1 MiB, by default; 0 turns it off), capped at `segmentBytesMax`. A new
+ * segment is created with zeros up to the first chunk; an append that passes
+ * the allocated end writes its records and then real zeros (files.ts
+ * writeZeros) up to the next chunk boundary, and the caller's one fdatasync
+ * covers both. So the file size, and with it the inode, changes at about one
+ * sync per chunk of log; the other syncs overwrite allocated blocks and only
+ * flush data (on ext4 a size change costs a journal commit, which stalls when
+ * other writers load the journal; etcd preallocates its segments likewise).
+ * Invariant: end <= allocated, and the bytes in [end, allocated) are zero.
+ * Known limit: inside the allocation a power loss during a sync may persist a
+ * later sector of the unsynced write and not an earlier one (no size change
+ * orders them any more); replay then finds a bad record with data after it and
+ * refuses to start (StorageCorruptionError) rather than guess that it was torn.
  *
  * Replay (recovery rules): segments must have consecutive seqs; each starts
  * with a state record equal to the state the previous segments replay to (the
  * oldest one seeds it). Records must verify and apply without a gap (applyOp).
- * A torn tail (record.ts) is cut off the last segment, which is then synced;
- * anywhere else, and for any other damage, replay throws StorageCorruptionError
+ * A torn tail (record.ts) is allowed in the last segment only: a zero tail (the
+ * preallocated space, or a file a crash extended with zeros) is kept as the
+ * allocation, since overwriting zeros is what appending does anyway; any other
+ * torn tail (part of a record, with or without zeros after it) is cut off and
+ * the segment synced. Either way appending resumes at the end of the last
+ * verified record, never at the file size. A torn tail anywhere else (a zero
+ * tail included) and any other damage make replay throw StorageCorruptionError
  * naming the file and byte offset. Replay may start at a segment whose
  * predecessors were deleted (below a snapshot), so entries up to `base` may be
  * unknown while replaying; at the end the WAL must hold every entry above its
@@ -62,7 +84,7 @@ import {
 } from "../raft/index.ts";
 import { StorageCorruptionError } from "./errors.ts";
 import type { IoCounters } from "./files.ts";
-import { hex16, syncDir, syncFile, writeFully } from "./files.ts";
+import { hex16, syncDir, syncFile, writeFully, writeZeros, zeroFrom } from "./files.ts";
 import type { RecordToFrame } from "./record.ts";
 import {
   frameRecord,
@@ -74,6 +96,8 @@ import {
 
 /** Default segment size before rollover. */
 export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Default preallocation chunk of the last segment (header: Preallocation). */
+export const PREALLOC_CHUNK_BYTES = 1024 * 1024;
 
 const MAGIC = 0x4c48574c; // "LHWL"
 const VERSION = 1;
@@ -153,6 +177,12 @@ export function applyOp(s: LogState, op: WalOp): string | undefined {
 /** Segment sizing. */
 export interface WalOptions {
   readonly segmentBytesMax: number;
+  /**
+   * The last segment is zero-filled ahead of the append position up to the next
+   * multiple of this (header: Preallocation); 0 turns preallocation off.
+   * Default PREALLOC_CHUNK_BYTES.
+   */
+  readonly preallocateBytes?: number | undefined;
   /** Told how long each sync() fsync took, in seconds (etcd_disk_wal_fsync_duration_seconds). */
   readonly onSync?: ((seconds: number) => void) | undefined;
 }
@@ -171,8 +201,10 @@ export class Wal {
   /** Oldest first. Invariant: seqs consecutive; the last is open for appending as `fd`. */
   private readonly segments: Segment[];
   private fd: number;
-  /** Bytes in the current segment; the next record goes here. */
-  private size: number;
+  /** End of the current segment's last record: the next record goes here. Invariant: end <= allocated. */
+  private end: number;
+  /** The current segment's file size; the bytes in [end, allocated) are zero. */
+  private allocated: number;
   /** Bytes of the current segment's header and state record. */
   private startSize: number;
   /** Written since the last sync. */
@@ -185,7 +217,8 @@ export class Wal {
     this.io = io;
     this.segments = segments;
     this.fd = open.fd;
-    this.size = open.size;
+    this.end = open.end;
+    this.allocated = open.allocated;
     this.startSize = open.startSize;
     this.mirror = { ...open.state, entries: undefined };
   }
@@ -200,7 +233,7 @@ export class Wal {
       hardState: { term: term(0), vote: memberId(0), commit: logIndex(0) },
       entries: undefined,
     };
-    const { segment, open } = createSegment(dir, 1, state, io);
+    const { segment, open } = createSegment(dir, 1, state, opts, io);
     return new Wal(dir, opts, io, [segment], open);
   }
 
@@ -232,7 +265,7 @@ export class Wal {
         `hard state commit ${state.hardState.commit} beyond the last entry ${state.lastIndex}`,
       );
     }
-    // Only now that everything verified: cut the torn tail, if any, and open for appending.
+    // Only now that everything verified: cut a torn tail that is not all zeros, and open for appending.
     const open = openForAppend(segments[segments.length - 1]!, r, io);
     return { wal: new Wal(dir, opts, io, segments, open), state };
   }
@@ -249,6 +282,11 @@ export class Wal {
     return this.segments.length;
   }
 
+  /** The last segment's append position (end of its last record) and file size, for tests and status. */
+  get openSegment(): { readonly path: string; readonly end: number; readonly allocated: number } {
+    return { path: this.segments[this.segments.length - 1]!.path, end: this.end, allocated: this.allocated };
+  }
+
   /** Appends `ops` in order, rolling over as needed; not durable until sync(). Asserts each applies. */
   append(ops: readonly WalOp[]): void {
     let pending: RecordToFrame[] = [];
@@ -258,7 +296,7 @@ export class Wal {
       if (payload.length > RECORD_PAYLOAD_BYTES_MAX)
         assert(false, `wal: a record of ${payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
       const recordBytes = RECORD_HEADER_BYTES + payload.length;
-      const used = this.size + pendingBytes;
+      const used = this.end + pendingBytes;
       if (used > this.startSize && used + recordBytes > this.opts.segmentBytesMax) {
         this.writeRecords(pending, pendingBytes);
         pending = [];
@@ -301,28 +339,42 @@ export class Wal {
     closeSync(this.fd);
   }
 
-  /** Frames `records` (`bytes` in all) into one buffer and writes it. */
+  /**
+   * Frames `records` (`bytes` in all) into one buffer and writes it at the end
+   * of the last record; when that passes the allocated end, zero-fills from the
+   * records' end to the next allocation target (the same fdatasync covers both).
+   */
   private writeRecords(records: readonly RecordToFrame[], bytes: number): void {
     if (records.length === 0) return;
-    this.write([frameRecords(records, bytes)]);
-  }
-
-  private write(chunks: readonly Uint8Array[]): void {
-    if (chunks.length === 0) return;
-    const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    writeFully(this.fd, buf, this.size, this.io);
-    this.size += buf.length;
+    assert(this.end <= this.allocated, "wal: append position beyond the allocated end");
+    const buf = frameRecords(records, bytes);
+    const newEnd = this.end + buf.length;
+    writeFully(this.fd, buf, this.end, this.io);
+    if (newEnd > this.allocated) {
+      const target = allocationTarget(newEnd, this.opts);
+      writeZeros(this.fd, newEnd, target - newEnd, this.io);
+      this.allocated = target;
+    }
+    this.end = newEnd;
     this.dirty = true;
   }
 
+  /** Cuts the full segment's zero tail, syncs it whole, and opens the next one. */
   private rollover(): void {
+    if (this.allocated > this.end) {
+      // Before the segment's final sync: replay refuses a zero tail in any segment but the last.
+      ftruncateSync(this.fd, this.end);
+      this.allocated = this.end;
+      this.dirty = true;
+    }
     this.sync();
     closeSync(this.fd);
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
-    const { segment, open } = createSegment(this.dir, seq, this.mirror, this.io);
+    const { segment, open } = createSegment(this.dir, seq, this.mirror, this.opts, this.io);
     this.segments.push(segment);
     this.fd = open.fd;
-    this.size = open.size;
+    this.end = open.end;
+    this.allocated = open.allocated;
     this.startSize = open.startSize;
   }
 }
@@ -331,20 +383,41 @@ export class Wal {
 
 interface OpenSegment {
   readonly fd: number;
-  readonly size: number;
+  /** End of the last record: where appending continues. */
+  readonly end: number;
+  /** The file size; zeros from `end` on. */
+  readonly allocated: number;
   readonly startSize: number;
   readonly state: LogState;
+}
+
+/**
+ * The size to preallocate a segment to once it holds `end` bytes: the next
+ * multiple of the chunk above `end`, capped at segmentBytesMax, never below
+ * `end` (a record larger than a segment gets no zeros after it). `end` when
+ * preallocation is off.
+ */
+function allocationTarget(end: number, opts: WalOptions): number {
+  const chunk = opts.preallocateBytes ?? PREALLOC_CHUNK_BYTES;
+  assert(Number.isSafeInteger(chunk) && chunk >= 0, `wal: preallocateBytes ${chunk}`);
+  if (chunk === 0) return end;
+  const next = (Math.floor(end / chunk) + 1) * chunk;
+  return Math.max(end, Math.min(next, opts.segmentBytesMax));
 }
 
 function segmentName(seq: number, firstIndex: number): string {
   return `${hex16(seq)}-${hex16(firstIndex)}.wal`;
 }
 
-/** Creates segment `seq` complete with its state record, durably, and opens it for appending. */
+/**
+ * Creates segment `seq` complete with its state record and preallocated zeros,
+ * durably, and opens it for appending after the state record.
+ */
 function createSegment(
   dir: string,
   seq: number,
   state: LogState,
+  opts: WalOptions,
   io: IoCounters,
 ): { segment: Segment; open: OpenSegment } {
   const header = new Uint8Array(SEGMENT_HEADER_BYTES);
@@ -355,9 +428,11 @@ function createSegment(
   const start = Buffer.concat([header, frameRecord(REC.state, encodeState(state))]);
   const path = join(dir, segmentName(seq, state.lastIndex + 1));
   const tmp = `${path}.tmp`;
+  const allocated = allocationTarget(start.length, opts);
   const fd = openSync(tmp, "w");
   try {
     writeFully(fd, start, 0, io);
+    writeZeros(fd, start.length, allocated - start.length, io);
     syncFile(fd, io);
     renameSync(tmp, path);
     syncDir(dir, io);
@@ -368,7 +443,7 @@ function createSegment(
   const snapshotOf: LogState = { ...state, entries: undefined };
   return {
     segment: { seq, startLast: state.lastIndex, path },
-    open: { fd, size: start.length, startSize: start.length, state: snapshotOf },
+    open: { fd, end: start.length, allocated, startSize: start.length, state: snapshotOf },
   };
 }
 
@@ -403,6 +478,10 @@ interface SegmentReplay {
   readonly startSize: number;
   /** A torn tail follows goodEnd (only ever in the last segment). */
   readonly torn: boolean;
+  /** The file's size; when `torn`, every byte from goodEnd to it is zero exactly if `zeroTail`. */
+  readonly fileBytes: number;
+  /** The torn tail is all zeros (preallocated space): kept as the allocation, not cut. */
+  readonly zeroTail: boolean;
 }
 
 /** Replays one segment onto `prev` (undefined for the oldest). Reads only. */
@@ -441,24 +520,33 @@ function replaySegment(seg: Segment, prev: LogState | undefined, last: boolean):
     const problem = applyOp(state, op);
     if (problem !== undefined) throw bad(rec.offset, problem);
   }
-  const goodEnd = end.kind === "torn" ? end.offset : buf.length;
+  const torn = end.kind === "torn";
+  const goodEnd = torn ? end.offset : buf.length;
   const startSize = first.offset + RECORD_HEADER_BYTES + first.payload.length;
-  return { state, goodEnd, startSize, torn: end.kind === "torn" };
+  return { state, goodEnd, startSize, torn, fileBytes: buf.length, zeroTail: torn && zeroFrom(buf, goodEnd) };
 }
 
-/** Opens the last segment for appending at `goodEnd`, cutting (and syncing) a torn tail first. */
+/**
+ * Opens the last segment for appending at `goodEnd` (the end of its last
+ * verified record, not the file size). A zero tail stays as the allocation; any
+ * other torn tail is cut and the cut synced, so what follows the records is
+ * zeros or nothing before anything new is written.
+ */
 function openForAppend(seg: Segment, r: SegmentReplay, io: IoCounters): OpenSegment {
   const fd = openSync(seg.path, "r+");
+  let allocated = r.fileBytes;
   try {
-    if (r.torn) {
+    if (r.torn && !r.zeroTail) {
       ftruncateSync(fd, r.goodEnd);
       syncFile(fd, io);
+      allocated = r.goodEnd;
     }
   } catch (err) {
     closeSync(fd);
     throw err;
   }
-  return { fd, size: r.goodEnd, startSize: r.startSize, state: r.state };
+  assert(r.goodEnd <= allocated, "wal: the last record ends beyond the file");
+  return { fd, end: r.goodEnd, allocated, startSize: r.startSize, state: r.state };
 }
 
 function stateMismatch(s: LogState, start: LogState): string | undefined {

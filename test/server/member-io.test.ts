@@ -10,11 +10,12 @@
  *   copy (a quorum of three), not before the ack.
  */
 
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Entry, HardState, Message, Snapshot } from "../../src/raft/index.ts";
 import { bootstrapState, logIndex, memberId, term } from "../../src/raft/index.ts";
 import { decodeEnvelope, encodeEnvelope } from "../../src/server/envelope.ts";
 import { Member } from "../../src/server/member.ts";
+import { leaseId } from "../../src/state/index.ts";
 
 const running: Member[] = [];
 afterEach(() => {
@@ -75,6 +76,29 @@ function recorded(): {
 
 const raft = (message: Message) => encodeEnvelope({ kind: "raft", sentAt: 0, echo: -1, message });
 
+/** Member 2 of voters 1, 2, 3, a follower of member 1 in term 1, sending through `send`. */
+function followerOfOne(send: (to: number, payload: Uint8Array) => boolean, requestTimeoutMs: number): Member {
+  const m = new Member(
+    { id: memberId(2), heartbeatMs: 10_000, electionMs: 100_000, snapshotCount: 1000, requestTimeoutMs },
+    bootstrapState([memberId(1), memberId(2), memberId(3)]),
+    { save: () => {}, saveSnapshot: () => {} },
+    { send },
+  );
+  running.push(m);
+  m.receive(
+    memberId(1),
+    raft({
+      type: "heartbeat",
+      from: memberId(1),
+      to: memberId(2),
+      term: term(1),
+      commit: logIndex(0),
+      context: 0,
+    }),
+  );
+  return m;
+}
+
 describe("member write and send order", () => {
   it("votes leave after the vote is on disk; a leader's appends leave before its own write, flushed first", async () => {
     const { m, events, sent } = recorded();
@@ -130,37 +154,11 @@ describe("member write and send order", () => {
 
   it("a follower's forwarded requests leave in one BATCH per turn; nothing leaves once it is stopped", async () => {
     const sends: { to: number; kinds: string[] }[] = [];
-    const m = new Member(
-      {
-        id: memberId(2),
-        heartbeatMs: 10_000,
-        electionMs: 100_000,
-        snapshotCount: 1000,
-        requestTimeoutMs: 2000,
-      },
-      bootstrapState([memberId(1), memberId(2), memberId(3)]),
-      { save: () => {}, saveSnapshot: () => {} },
-      {
-        send: (to, payload) => {
-          const e = decodeEnvelope(payload);
-          sends.push({ to, kinds: e.kind === "batch" ? e.items.map((i) => i.kind) : [e.kind] });
-          return true;
-        },
-      },
-    );
-    running.push(m);
-    // Member 1 leads term 1.
-    m.receive(
-      memberId(1),
-      raft({
-        type: "heartbeat",
-        from: memberId(1),
-        to: memberId(2),
-        term: term(1),
-        commit: logIndex(0),
-        context: 0,
-      }),
-    );
+    const m = followerOfOne((to, payload) => {
+      const e = decodeEnvelope(payload);
+      sends.push({ to, kinds: e.kind === "batch" ? e.items.map((i) => i.kind) : [e.kind] });
+      return true;
+    }, 2000);
     await new Promise<void>((r) => setImmediate(r));
     const put = (k: string) =>
       m
@@ -177,5 +175,40 @@ describe("member write and send order", () => {
     await new Promise<void>((r) => setImmediate(r));
     expect(sends).toEqual([]);
     await Promise.all([...writes, late]);
+  });
+});
+
+describe("request deadlines", () => {
+  it("a call the leader never answers times out at its deadline, oldest first; stop() fails the rest at once", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+    try {
+      const m = followerOfOne(() => true, 1000);
+      const outcome = (p: Promise<unknown>) =>
+        p.then(
+          () => "answered",
+          (e: Error) => e.message,
+        );
+      const put = (k: string) =>
+        outcome(
+          m.write({ type: "put", request: { key: new TextEncoder().encode(k), value: new Uint8Array(0) } }),
+        );
+      const first = put("a");
+      await vi.advanceTimersByTimeAsync(400);
+      const second = put("b");
+      const settled: string[] = [];
+      void first.then((r) => settled.push(`first: ${r}`));
+      void second.then((r) => settled.push(`second: ${r}`));
+      await vi.advanceTimersByTimeAsync(590); // t = 990: nothing due yet
+      expect(settled).toEqual([]);
+      await vi.advanceTimersByTimeAsync(20); // t = 1010: the first is due, the second (1400) is not
+      expect(settled).toEqual(["first: etcdserver: request timed out (write)"]);
+      const renewal = outcome(m.keepAlive(leaseId(7n)));
+      m.stop();
+      // A forwarded write's outcome is unknown once its leader is gone (it may have been proposed).
+      expect(await second).toBe("etcdserver: request timed out, possibly due to previous leader failure");
+      expect(await renewal).toBe("etcdserver: server stopped");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -10,18 +10,20 @@
 import { copyFileSync, mkdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Entry, HardState, Snapshot } from "../../src/raft/index.ts";
+import type { Entry, HardState } from "../../src/raft/index.ts";
 import { AssertionError, encodeEntry } from "../../src/raft/index.ts";
-import type { OpenedStorage, StorageOptions } from "../../src/storage/index.ts";
-import { openStorage, StorageCorruptionError } from "../../src/storage/index.ts";
+import { openStorage } from "../../src/storage/index.ts";
 import { frameRecord, scanRecords } from "../../src/storage/record.ts";
 import { writeSnapshotFile } from "../../src/storage/snapfile.ts";
 import {
+  both,
+  corruption,
   entries,
   entry,
   hard,
   Model,
   removeDir,
+  reopen,
   segmentFiles,
   snap,
   snapshotFiles,
@@ -35,30 +37,6 @@ beforeEach(() => {
 afterEach(() => {
   removeDir(dir);
 });
-
-/** Opens `d`, checks it recovers `model`, and returns the open storage. */
-function reopen(d: string, model: Model, options?: StorageOptions): OpenedStorage {
-  const opened = openStorage(d, options);
-  expect(opened.initial).toEqual(model.initial());
-  return opened;
-}
-
-/** Saves one Ready into both the storage and the model. */
-function both(o: OpenedStorage, model: Model, hs: HardState | undefined, es: Entry[], s?: Snapshot): void {
-  o.storage.save(hs, es, s);
-  model.save(hs, es, s);
-}
-
-/** The error `f` throws, which must be a StorageCorruptionError. */
-function corruption(f: () => unknown): StorageCorruptionError {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof StorageCorruptionError) return err;
-    throw err;
-  }
-  throw new Error("expected a StorageCorruptionError, recovery succeeded");
-}
 
 describe("storage: save and recover", () => {
   it("creates an empty member in a new directory, and finds it empty again", () => {
@@ -180,7 +158,7 @@ describe("storage: snapshots", () => {
     both(o, model, hard(1, 1, 10), entries(1, 10, 1));
     o.storage.close();
     // A crash between the snapshot file's rename and its WAL marker.
-    writeSnapshotFile(join(dir, "snap"), snap(50, 3), { fsyncs: 0, bytesWritten: 0 });
+    writeSnapshotFile(join(dir, "snap"), snap(50, 3), { fsyncs: 0, bytesWritten: 0, zeroBytesWritten: 0 });
     reopen(dir, model).storage.close();
     expect(snapshotFiles(dir)).toEqual([]);
   });
@@ -242,10 +220,17 @@ describe("storage: segments", () => {
   });
 });
 
-/** Builds a WAL with one segment whose records exercise entries, overwrite and hard states. */
+/** Preallocation for buildLog: small chunks, so its segment ends in a zero tail a few hundred bytes long. */
+const SMALL_PREALLOC = { preallocateBytes: 512 };
+
+/**
+ * Builds a WAL with one segment whose records exercise entries, overwrite and
+ * hard states; the segment is preallocated (SMALL_PREALLOC), so zeros follow
+ * the records.
+ */
 function buildLog(d: string): { model: Model; states: Model[]; segment: string } {
   const model = new Model();
-  const o = reopen(d, model);
+  const o = reopen(d, model, SMALL_PREALLOC);
   // The records the storage writes, in order, as the model states after each of them.
   const states: Model[] = [clone(model)];
   const step = (hs: HardState | undefined, es: Entry[]): void => {
@@ -273,6 +258,13 @@ function buildLog(d: string): { model: Model; states: Model[]; segment: string }
   return { model, states, segment: join(d, "wal", segmentFiles(d)[0]!) };
 }
 
+/** Where the last verified record of a segment file ends (the preallocated zeros start there). */
+function recordsEnd(file: Uint8Array): number {
+  const { records } = scanRecords(file, 16);
+  const last = records[records.length - 1]!;
+  return last.offset + 13 + last.payload.length;
+}
+
 function clone(m: Model): Model {
   const c = new Model();
   c.hardState = m.hardState;
@@ -282,39 +274,55 @@ function clone(m: Model): Model {
 }
 
 describe("storage: recovery from a torn write and from damage", () => {
-  it("cut at every byte offset: recovers to the last complete record, and appends after it", () => {
+  it("cut at every byte offset, with or without the zero tail after it: recovers to the last complete record, and appends after it", () => {
     const { states, segment } = buildLog(dir);
     const full = readFileSync(segment);
     const { records } = scanRecords(full, 16);
     expect(records.length).toBe(states.length); // the state record, then one per model step
+    const end = recordsEnd(full);
+    expect(full.length).toBeGreaterThan(end); // preallocated
     const stateEnd = records[1]!.offset;
     const name = segmentFiles(dir)[0]!;
-    for (let cut = 0; cut < full.length; cut++) {
-      const d = join(dir, `cut-${cut}`);
-      mkdirSync(join(d, "wal"), { recursive: true });
-      writeFileSync(join(d, "wal", name), full.subarray(0, cut));
-      if (cut < stateEnd) {
-        // A segment is created complete with its state record: shorter is damage, not a torn write.
-        corruption(() => openStorage(d));
-        continue;
+    for (let cut = 0; cut <= end; cut++) {
+      // A write cut short at `cut`: the file ends there (not preallocated), or the preallocated zeros follow.
+      for (const zeroTail of [false, true]) {
+        const d = join(dir, `cut-${cut}-${zeroTail}`);
+        mkdirSync(join(d, "wal"), { recursive: true });
+        const bytes = zeroTail
+          ? Buffer.concat([full.subarray(0, cut), Buffer.alloc(full.length - cut)])
+          : full.subarray(0, cut);
+        writeFileSync(join(d, "wal", name), bytes);
+        // Zeros that were zeros anyway change nothing: the file is the one cut at the next non-zero byte.
+        let same = cut;
+        while (zeroTail && same < full.length && full[same] === 0) same++;
+        if (same < stateEnd) {
+          // A segment is created complete with its state record: shorter is damage, not a torn write.
+          corruption(() => openStorage(d, SMALL_PREALLOC));
+          continue;
+        }
+        const complete = records.filter((r) => r.offset + 13 + r.payload.length <= same).length;
+        const expected = clone(states[complete - 1]!);
+        const o = reopen(d, expected, SMALL_PREALLOC);
+        const next = entry(expected.lastIndex() + 1, 7);
+        o.storage.save(hard(7, 0, expected.hardState.commit), [next], undefined);
+        expected.save(hard(7, 0, expected.hardState.commit), [next], undefined);
+        o.storage.close();
+        reopen(d, expected, SMALL_PREALLOC).storage.close();
+        removeDir(d);
       }
-      const complete = records.filter((r) => r.offset + 13 + r.payload.length <= cut).length;
-      const expected = clone(states[complete - 1]!);
-      const o = reopen(d, expected);
-      const next = entry(expected.lastIndex() + 1, 7);
-      o.storage.save(hard(7, 0, expected.hardState.commit), [next], undefined);
-      expected.save(hard(7, 0, expected.hardState.commit), [next], undefined);
-      o.storage.close();
-      reopen(d, expected).storage.close();
-      removeDir(d);
     }
   });
 
-  it("cuts a zero-filled tail (a file extended by the crash)", () => {
+  it("keeps a zero-filled tail (a file extended by the crash) and appends after the last record", () => {
     const { model, segment } = buildLog(dir);
+    const grown = readFileSync(segment).length + 4096;
     writeFileSync(segment, Buffer.concat([readFileSync(segment), Buffer.alloc(4096)]));
+    const o = reopen(dir, model);
+    expect(readFileSync(segment).length).toBe(grown);
+    both(o, model, hard(3, 1, 6), entries(7, 8, 3));
+    o.storage.close();
+    expect(readFileSync(segment).length).toBe(grown); // written into the zeros, not after them
     reopen(dir, model).storage.close();
-    expect(readFileSync(segment).length).toBeLessThan(4096);
   });
 
   it("a flipped byte anywhere in a middle record is refused, naming the file and the record's offset", () => {
@@ -357,9 +365,11 @@ describe("storage: recovery from a torn write and from damage", () => {
 
   it("a record with valid checksums that leaves a gap in the indexes is refused", () => {
     const { segment } = buildLog(dir);
-    const size = readFileSync(segment).length;
+    const full = readFileSync(segment);
+    const size = recordsEnd(full);
     const gap = frameRecord(2, encodeEntry(entry(9, 2)));
-    writeFileSync(segment, Buffer.concat([readFileSync(segment), gap]));
+    full.set(gap, size); // into the preallocated zeros, where the next append would go
+    writeFileSync(segment, full);
     const err = corruption(() => openStorage(dir));
     expect(err.offset).toBe(size);
     expect(err.message).toContain("entry 9 after 6: a gap");

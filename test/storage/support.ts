@@ -8,8 +8,11 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 import type { Entry, HardState, MemberId, RaftInitialState, Snapshot } from "../../src/raft/index.ts";
 import { emptySnapshot, logIndex, memberId, term } from "../../src/raft/index.ts";
+import type { OpenedStorage, StorageOptions } from "../../src/storage/index.ts";
+import { openStorage, StorageCorruptionError } from "../../src/storage/index.ts";
 
 /** A fresh directory under the OS temp dir; pass it to `removeDir` when done. */
 export function tempDir(): string {
@@ -102,4 +105,34 @@ export class Model {
       applied: this.snapshot.meta.index,
     };
   }
+}
+
+/** Opens `d` and checks that it recovers exactly what `model` holds. */
+export function reopen(d: string, model: Model, options?: StorageOptions): OpenedStorage {
+  const opened = openStorage(d, options);
+  expect(opened.initial).toEqual(model.initial());
+  return opened;
+}
+
+/** Saves one Ready into both the storage and the model. */
+export function both(
+  o: OpenedStorage,
+  model: Model,
+  hs: HardState | undefined,
+  es: Entry[],
+  s?: Snapshot,
+): void {
+  o.storage.save(hs, es, s);
+  model.save(hs, es, s);
+}
+
+/** The error `f` throws, which must be a StorageCorruptionError. */
+export function corruption(f: () => unknown): StorageCorruptionError {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof StorageCorruptionError) return err;
+    throw err;
+  }
+  throw new Error("expected a StorageCorruptionError, recovery succeeded");
 }
