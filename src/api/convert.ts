@@ -408,6 +408,9 @@ export function applyErrorName(result: CommandResult & { kind: "failed" }): Etcd
       return "NoSpace";
     case "corrupt":
       return "Corrupt";
+    case "notHolder":
+      // Only leasehold.v1 Release fails so (its own answer); nothing on the etcd API proposes one.
+      return "PermissionDenied";
     default:
       return AUTH_ERROR_NAMES[result.error];
   }

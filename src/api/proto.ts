@@ -42,6 +42,7 @@ export const PROTO_FILES: readonly string[] = [
   "etcdserverpb/rpc.proto",
   "v3lockpb/v3lock.proto",
   "v3electionpb/v3election.proto",
+  "leaseholdpb/leasehold.proto",
 ];
 
 /** proto-loader options; see the header for what each means for handlers. */
@@ -138,6 +139,15 @@ export const ETCD_SERVICES = {
       Resign: "unary",
     },
   },
+  // leasehold's own services (leaseholdpb/leasehold.proto), on the same port.
+  Leases: {
+    fullName: "leasehold.v1.Leases",
+    methods: { Acquire: "unary", Renew: "unary", Release: "unary", Get: "unary", List: "unary" },
+  },
+  Fences: {
+    fullName: "leasehold.v1.Fences",
+    methods: { CheckFence: "unary", FencedPut: "unary" },
+  },
 } as const satisfies Record<
   string,
   { readonly fullName: string; readonly methods: Readonly<Record<string, MethodKind>> }
@@ -227,6 +237,8 @@ export function loadEtcdApi(): EtcdApi {
       Auth: checkedService(packageDefinition, "Auth"),
       Lock: checkedService(packageDefinition, "Lock"),
       Election: checkedService(packageDefinition, "Election"),
+      Leases: checkedService(packageDefinition, "Leases"),
+      Fences: checkedService(packageDefinition, "Fences"),
     },
   };
 }

@@ -30,7 +30,7 @@ import type {
   ServiceError,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Server, status } from "@grpc/grpc-js";
+import { Metadata, Server, status } from "@grpc/grpc-js";
 import type { MemberId } from "../raft/index.ts";
 import { assert } from "../raft/index.ts";
 import type { Member, WriteOutcome } from "../server/member.ts";
@@ -66,10 +66,13 @@ import { electionService } from "./election.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
 import { ClientFront, type FrontTls } from "./front.ts";
+import { LeaseholdError } from "./leasehold-errors.ts";
+import { fencesService, leasesService } from "./leases.ts";
 import { lockService } from "./lock.ts";
 import { maintenanceService, SpaceQuota } from "./maintenance.ts";
 import type { WireMessage } from "./proto.ts";
 import { loadEtcdApi } from "./proto.ts";
+import { CallCancelled } from "./recipes.ts";
 import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.ts";
 
 /** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
@@ -241,6 +244,8 @@ export class ApiServer implements ApiHost {
     );
     this.register(api.services.Lock, lockService(this));
     this.register(api.services.Election, electionService(this));
+    this.register(api.services.Leases, leasesService(this));
+    this.register(api.services.Fences, fencesService(this));
     this.member.onApplied = (restored) => this.onApplied(restored);
   }
 
@@ -398,6 +403,10 @@ export class ApiServer implements ApiHost {
   }
 
   toServiceError(err: unknown): ServiceError {
+    if (err instanceof LeaseholdError) return err.toServiceError();
+    // The client is gone; grpc-js does not deliver this answer.
+    if (err instanceof CallCancelled)
+      return Object.assign(err, { code: status.CANCELLED, details: err.message, metadata: new Metadata() });
     if (err instanceof RequestRejected) return etcdServiceError(err.error);
     if (err instanceof ErrorAnswer) return etcdServiceError(err.etcdError);
     if (err instanceof MemberError) {

@@ -26,6 +26,7 @@
 import { assert } from "../raft/index.ts";
 import type { Command } from "./command.ts";
 import type { PutRequest, RequestOp, TxnRequest } from "./mvcc.ts";
+import { holderValue, resourceKey } from "./resources.ts";
 
 /** etcd AlarmType NOSPACE and CORRUPT. */
 export type AlarmType = "nospace" | "corrupt";
@@ -156,6 +157,14 @@ export function quotaCostBytes(cmd: Command): number {
       return costTxn(cmd.request);
     case "leaseGrant":
       return QUOTA_LEASE_OVERHEAD_BYTES;
+    case "acquire":
+      // A lease and its claim key, the holder as its value (resources.ts).
+      return (
+        QUOTA_LEASE_OVERHEAD_BYTES +
+        costPut({ key: resourceKey(cmd.resource, cmd.id), value: holderValue(cmd.holder) })
+      );
+    case "fencedPut":
+      return costPut(cmd.request);
     default:
       return 0;
   }

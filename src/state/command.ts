@@ -109,6 +109,7 @@ import type {
   SortTarget,
   TxnRequest,
 } from "./mvcc.ts";
+import { holderProblem, resourceNameProblem } from "./resources.ts";
 import type { LeaseId, Revision } from "./types.ts";
 import { leaseId, revision } from "./types.ts";
 
@@ -185,6 +186,39 @@ export type Command =
       readonly type: "leaseRevoke";
       readonly id: LeaseId;
       readonly grantIndex?: number | undefined;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /**
+   * leasehold.v1 Acquire (resources.ts): grant lease `id` of `ttlSeconds` and claim `resource`
+   * for `holder` under it, in one revision; refused (nothing changes) when another claim holds
+   * and `wait` is false, queued behind the holder when it is true.
+   */
+  | {
+      readonly type: "acquire";
+      readonly resource: string;
+      readonly holder: string;
+      readonly id: LeaseId;
+      readonly ttlSeconds: number;
+      readonly wait: boolean;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /** leasehold.v1 Release: revoke the lease of `holder`'s claim on `resource` (refused for anyone else). */
+  | {
+      readonly type: "release";
+      readonly resource: string;
+      readonly id: LeaseId;
+      readonly holder: string;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /** leasehold.v1 FencedPut: `request`, only while `token` is `resource`'s current fencing token. */
+  | {
+      readonly type: "fencedPut";
+      readonly resource: string;
+      readonly token: Revision;
+      readonly request: PutRequest;
       readonly session?: ClientSession | undefined;
       readonly auth?: CommandAuth | undefined;
     }
@@ -973,6 +1007,23 @@ function commandToJson(cmd: Command): JsonObject {
     case "leaseRevoke":
       o.id = cmd.id.toString();
       if (cmd.grantIndex !== undefined) o.grantIndex = cmd.grantIndex;
+      break;
+    case "acquire":
+      o.resource = cmd.resource;
+      o.holder = cmd.holder;
+      o.id = cmd.id.toString();
+      o.ttlSeconds = cmd.ttlSeconds;
+      o.wait = cmd.wait;
+      break;
+    case "release":
+      o.resource = cmd.resource;
+      o.id = cmd.id.toString();
+      o.holder = cmd.holder;
+      break;
+    case "fencedPut":
+      o.resource = cmd.resource;
+      o.token = cmd.token;
+      o.request = putToJson(cmd.request);
       break;
     case "leaseCheckpoint":
       o.checkpoints = cmd.checkpoints.map((c) => ({
@@ -1918,6 +1969,9 @@ const COMMAND_TYPES: readonly CommandType[] = [
   "memberUpdate",
   "alarm",
   ...AUTH_COMMAND_TYPES,
+  "acquire",
+  "release",
+  "fencedPut",
 ];
 
 /** Fields of each command type besides v, type (and session for client commands). */
@@ -1928,6 +1982,9 @@ const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
   compact: ["revision", "session", "auth"],
   leaseGrant: ["id", "ttlSeconds", "session", "auth"],
   leaseRevoke: ["id", "grantIndex", "session", "auth"],
+  acquire: ["resource", "holder", "id", "ttlSeconds", "wait", "session", "auth"],
+  release: ["resource", "id", "holder", "session", "auth"],
+  fencedPut: ["resource", "token", "request", "session", "auth"],
   leaseCheckpoint: ["checkpoints"],
   leaseExpire: ["leases"],
   memberPublish: ["member", "name", "clientUrls"],
@@ -1953,6 +2010,20 @@ function text(v: unknown, path: string): string {
   if (typeof v !== "string" || v.length > MEMBER_TEXT_LENGTH_MAX) {
     fail(path, `expected a string of at most ${MEMBER_TEXT_LENGTH_MAX} chars`);
   }
+  return v;
+}
+
+function resourceName(v: unknown, path: string): string {
+  if (typeof v !== "string") fail(path, "expected a string");
+  const problem = resourceNameProblem(v);
+  if (problem !== undefined) fail(path, problem);
+  return v;
+}
+
+function holderName(v: unknown, path: string): string {
+  if (typeof v !== "string") fail(path, "expected a string");
+  const problem = holderProblem(v);
+  if (problem !== undefined) fail(path, problem);
   return v;
 }
 
@@ -2007,6 +2078,29 @@ function commandFromJson(v: unknown): Command {
       const id = required(o, "id", tableLease);
       return withSession(grantIndex === undefined ? { type, id } : { type, id, grantIndex });
     }
+    case "acquire":
+      return withSession({
+        type,
+        resource: required(o, "resource", resourceName),
+        holder: required(o, "holder", holderName),
+        id: required(o, "id", tableLease),
+        ttlSeconds: required(o, "ttlSeconds", anyInt),
+        wait: required(o, "wait", bool),
+      });
+    case "release":
+      return withSession({
+        type,
+        resource: required(o, "resource", resourceName),
+        id: required(o, "id", tableLease),
+        holder: required(o, "holder", holderName),
+      });
+    case "fencedPut":
+      return withSession({
+        type,
+        resource: required(o, "resource", resourceName),
+        token: required(o, "token", rev),
+        request: required(o, "request", putFromJson),
+      });
     case "leaseCheckpoint":
       return {
         type,

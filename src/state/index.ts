@@ -170,6 +170,18 @@ export {
 } from "./mvcc.ts";
 export type { KeepAliveAnswer, LeadershipChange, RaftView, ReplicaOptions } from "./replica.ts";
 export { Replica } from "./replica.ts";
+export type { ResourceClaim } from "./resources.ts";
+export {
+  claimOf,
+  HOLDER_BYTES_MAX,
+  holderProblem,
+  RESOURCE_KEY_PREFIX,
+  RESOURCE_NAME_BYTES_MAX,
+  resourceKey,
+  resourceNameProblem,
+  resourceNamesPrefix,
+  resourcePrefix,
+} from "./resources.ts";
 export type { SessionCheck, SessionOptions, SessionSnapshotEntry } from "./session.ts";
 export { DEFAULT_SESSION_IDLE_ENTRIES_MAX, DEFAULT_SESSIONS_MAX, SessionTable } from "./session.ts";
 export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";

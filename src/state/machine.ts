@@ -60,7 +60,7 @@ import type { Alarm, AlarmSnapshotEntry, AlarmType } from "./alarm.ts";
 import { AlarmTable, QUOTA_LEASE_OVERHEAD_BYTES, quotaCostBytes } from "./alarm.ts";
 import type { AuthError, AuthStoreSnapshot, AuthView, LeaseKeys } from "./auth.ts";
 import { AuthStore, deleteChecks, leaseWriteChecks, putChecks, txnChecks } from "./auth.ts";
-import { ByteReader, ByteWriter, base64ToBytes, bytesToBase64 } from "./bytes.ts";
+import { ByteReader, ByteWriter, base64ToBytes, bytesToBase64, prefixEnd } from "./bytes.ts";
 import type { AuthCommand, ClientSession, Command, CommandType } from "./command.ts";
 import { tryDecodeCommand } from "./command.ts";
 import { crc32c } from "./crc32c.ts";
@@ -82,6 +82,8 @@ import type {
   WriteOptions,
 } from "./mvcc.ts";
 import { MvccStore } from "./mvcc.ts";
+import type { ResourceClaim } from "./resources.ts";
+import { claimOf, holderValue, resourceKey, resourceNamesPrefix, resourcePrefix } from "./resources.ts";
 import type { SessionOptions, SessionSnapshotEntry } from "./session.ts";
 import { SessionTable } from "./session.ts";
 import type { KeyValue, KvEvent, LeaseId, Revision } from "./types.ts";
@@ -108,6 +110,8 @@ export type ApplyError =
   | "leaseExists"
   | "ttlTooLarge"
   | "memberNotFound"
+  /** release: the lease's claim on the resource belongs to another holder (or there is none). */
+  | "notHolder"
   /** NOSPACE is active: "etcdserver: mvcc: database space exceeded". */
   | "noSpace"
   /** CORRUPT is active: "etcdserver: corrupt cluster". */
@@ -155,6 +159,31 @@ export type CommandResult =
       readonly header: ResponseHeader;
       readonly revoked: number;
       readonly deleted: number;
+    }
+  /**
+   * acquire applied. granted: the lease and its claim were made (at header.revision, the
+   * claim's token); holder: the claim that holds the resource now (ours when it holds at
+   * once; the other holder when we wait or were refused); position: claims ahead of ours
+   * (0: we hold; with granted false, nothing was made).
+   */
+  | {
+      readonly kind: "acquire";
+      readonly header: ResponseHeader;
+      readonly granted: boolean;
+      readonly id: LeaseId;
+      readonly ttlSeconds: number;
+      readonly holder: ResourceClaim | undefined;
+      readonly position: number;
+    }
+  /** release applied: the claim's lease revoked, its keys deleted at header.revision. */
+  | { readonly kind: "release"; readonly header: ResponseHeader; readonly deleted: number }
+  /** fencedPut applied: `ok` when the token was current and the put was made; holder: the current holder. */
+  | {
+      readonly kind: "fencedPut";
+      readonly header: ResponseHeader;
+      readonly ok: boolean;
+      readonly holder: ResourceClaim | undefined;
+      readonly prevKv?: KeyValue | undefined;
     }
   | { readonly kind: "noop"; readonly header: ResponseHeader }
   /** memberPublish / memberUpdate applied. */
@@ -665,6 +694,28 @@ export class StateMachine {
         const deleted = this.deleteLeaseKeys(keys, fx);
         return { kind: "leaseExpire", header: this.header(), revoked: fx.leaseRevokes.length, deleted };
       }
+      case "acquire":
+        return this.acquire(cmd, index, fx);
+      case "release": {
+        const claim = this.claimOfLease(cmd.resource, cmd.id);
+        if (claim === undefined) return this.failed(cmd.type, "leaseNotFound");
+        if (claim.holder !== cmd.holder) return this.failed(cmd.type, "notHolder");
+        const r = this.leases.revoke(cmd.id);
+        assert(r.ok, "machine: the lease of a claim is not in the table");
+        fx.leaseRevokes.push(cmd.id);
+        const deleted = this.deleteLeaseKeys(r.keys, fx);
+        return { kind: "release", header: this.header(), deleted };
+      }
+      case "fencedPut": {
+        const holder = this.resourceHolder(cmd.resource);
+        if (holder === undefined || holder.token !== cmd.token)
+          return { kind: "fencedPut", header: this.header(), ok: false, holder };
+        const r = this.mvcc.put(cmd.request, this.writeOptions);
+        if (!r.ok) return this.failed(cmd.type, r.error);
+        this.leases.applyLeaseChanges(r.leaseChanges);
+        fx.events = r.events;
+        return { kind: "fencedPut", header: { revision: r.revision }, ok: true, holder, prevKv: r.prevKv };
+      }
       case "leaseCheckpoint": {
         let applied = 0;
         let ignored = 0;
@@ -758,6 +809,19 @@ export class StateMachine {
         if (cmd.grantIndex !== undefined) return undefined;
         if (auth.isAdmin(cmd.auth)) return undefined;
         return auth.checkAccess(cmd.auth, leaseWriteChecks(leaseKeys(cmd.id)));
+      case "acquire":
+        return auth.checkAccess(
+          cmd.auth,
+          putChecks({ key: resourceKey(cmd.resource, cmd.id), value: EMPTY }, noKeys),
+        );
+      case "release":
+        if (auth.isAdmin(cmd.auth)) return undefined;
+        return auth.checkAccess(cmd.auth, leaseWriteChecks(leaseKeys(cmd.id)));
+      case "fencedPut":
+        return auth.checkAccess(
+          cmd.auth,
+          putChecks(cmd.request, auth.isAdmin(cmd.auth) ? noKeys : leaseKeys),
+        );
       case "authenticate":
         return undefined;
       case "authEnable":
@@ -793,6 +857,9 @@ export class StateMachine {
         case "txn":
         case "compact":
         case "leaseGrant":
+        case "acquire":
+        case "release":
+        case "fencedPut":
           return "corrupt";
         case "leaseRevoke":
           return cmd.grantIndex === undefined ? "corrupt" : undefined;
@@ -802,6 +869,111 @@ export class StateMachine {
     }
     if (this.alarms.has("nospace") && quotaCostBytes(cmd) > 0) return "noSpace";
     return undefined;
+  }
+
+  /** leasehold.v1 Acquire (resources.ts): one lease and one claim key, in one revision, or nothing. */
+  private acquire(cmd: Extract<Command, { type: "acquire" }>, index: number, fx: Effects): CommandResult {
+    const claims = this.resourceClaims(cmd.resource);
+    const holder = claims[0];
+    const refuse = (): CommandResult => ({
+      kind: "acquire",
+      header: this.header(),
+      granted: false,
+      id: cmd.id,
+      ttlSeconds: 0,
+      holder,
+      position: claims.length,
+    });
+    if (holder !== undefined && !cmd.wait) return refuse();
+    const g = this.leases.grant(cmd.id, cmd.ttlSeconds, { index });
+    if (!g.ok) return this.failed(cmd.type, g.reason === "exists" ? "leaseExists" : "ttlTooLarge");
+    const r = this.mvcc.put(
+      { key: resourceKey(cmd.resource, g.id), value: holderValue(cmd.holder), lease: g.id },
+      this.writeOptions,
+    );
+    assert(r.ok, "machine: the claim of a just granted lease was refused");
+    this.leases.applyLeaseChanges(r.leaseChanges);
+    fx.events = r.events;
+    const info = this.leases.get(g.id);
+    assert(info !== undefined, "machine: granted lease not in the table");
+    fx.leaseGrants.push(info);
+    const mine: ResourceClaim = {
+      resource: cmd.resource,
+      holder: cmd.holder,
+      lease: g.id,
+      token: r.revision,
+    };
+    return {
+      kind: "acquire",
+      header: { revision: r.revision },
+      granted: true,
+      id: g.id,
+      ttlSeconds: g.ttlSeconds,
+      holder: holder ?? mine,
+      position: claims.length,
+    };
+  }
+
+  /** The claims on `resource`, oldest (the holder) first; keys under its prefix that are not claims are skipped. */
+  resourceClaims(resource: string): ResourceClaim[] {
+    const prefix = resourcePrefix(resource);
+    const r = this.mvcc.range({
+      key: prefix,
+      rangeEnd: prefixEnd(prefix),
+      sortOrder: "ascend",
+      sortTarget: "create",
+    });
+    assert(r.ok, "machine: a range of the current revision failed");
+    const out: ResourceClaim[] = [];
+    for (const kv of r.kvs) {
+      const c = claimOf(kv);
+      if (c !== undefined && c.resource === resource) out.push(c);
+    }
+    return out;
+  }
+
+  /** Who holds `resource` now, if anyone. */
+  resourceHolder(resource: string): ResourceClaim | undefined {
+    return this.resourceClaims(resource)[0];
+  }
+
+  /** The claim on `resource` under lease `id`, if it exists. */
+  claimOfLease(resource: string, id: LeaseId): ResourceClaim | undefined {
+    const r = this.mvcc.range({ key: resourceKey(resource, id) });
+    assert(r.ok, "machine: a range of the current revision failed");
+    const kv = r.kvs[0];
+    return kv === undefined ? undefined : claimOf(kv);
+  }
+
+  /** The resource claims made under lease `id` (one, unless the etcd API copied the layout). */
+  claimsOfLease(id: LeaseId): ResourceClaim[] {
+    const out: ResourceClaim[] = [];
+    for (const key of this.leases.keysOf(id) ?? []) {
+      const r = this.mvcc.range({ key });
+      assert(r.ok, "machine: a range of the current revision failed");
+      const c = r.kvs[0] === undefined ? undefined : claimOf(r.kvs[0]);
+      if (c !== undefined) out.push(c);
+    }
+    return out;
+  }
+
+  /**
+   * The holder of every resource whose name starts with `namePrefix`, in name order (each
+   * resource's claims are contiguous in key order: a name never contains NUL).
+   */
+  resourceHolders(namePrefix: string): ResourceClaim[] {
+    const prefix = resourceNamesPrefix(namePrefix);
+    const r = this.mvcc.range({ key: prefix, rangeEnd: prefixEnd(prefix) });
+    assert(r.ok, "machine: a range of the current revision failed");
+    const out: ResourceClaim[] = [];
+    for (const kv of r.kvs) {
+      const c = claimOf(kv);
+      if (c === undefined) continue;
+      const last = out[out.length - 1];
+      if (last === undefined || last.resource !== c.resource) out.push(c);
+      else if (c.token < last.token) out[out.length - 1] = c;
+    }
+    return out;
   }
 
   /** Deletes the keys of revoked leases in one revision; every one must exist (the table mirrors the store). */
@@ -822,6 +994,8 @@ function parseJson<T>(bytes: Uint8Array): T {
     assert(false, `machine snapshot: not UTF-8 JSON (${String(e)})`);
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 function leaseOptions(options: StateMachineOptions): { minTtlSeconds?: number } {
   return options.minLeaseTtlSeconds === undefined ? {} : { minTtlSeconds: options.minLeaseTtlSeconds };

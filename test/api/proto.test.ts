@@ -229,9 +229,12 @@ describe("protos: services and streaming", () => {
     ),
     "v3lockpb.Lock": { Lock: u, Unlock: u },
     "v3electionpb.Election": { Campaign: u, Proclaim: u, Leader: u, Observe: "server-stream", Resign: u },
+    // leasehold's own services, beside etcd's.
+    "leasehold.v1.Leases": { Acquire: u, Renew: u, Release: u, Get: u, List: u },
+    "leasehold.v1.Fences": { CheckFence: u, FencedPut: u },
   };
 
-  it("loads exactly etcd's services, each with exactly etcd's methods and streaming flags", () => {
+  it("loads exactly etcd's services (and leasehold.v1's), each with exactly its methods and streaming flags", () => {
     const services = Object.entries(api.packageDefinition).filter(([, def]) => !("format" in def));
     const actual = Object.fromEntries(
       services.map(([name, def]) => [

@@ -80,12 +80,10 @@ export class RecipeNode {
   client(service: string): Client & Record<string, UnaryFn> {
     let c = this.clients.get(service);
     if (c === undefined) {
-      const [pkg, name] = service.split(".") as [string, string];
-      const pkgs = loadPackageDefinition(api.packageDefinition) as unknown as Record<
-        string,
-        Record<string, ClientCtor>
-      >;
-      c = new pkgs[pkg]![name]!(this.address, credentials.createInsecure()) as Client &
+      // "v3lockpb.Lock", "leasehold.v1.Leases": packages nest at each dot.
+      let ctor: unknown = loadPackageDefinition(api.packageDefinition);
+      for (const part of service.split(".")) ctor = (ctor as Record<string, unknown>)[part];
+      c = new (ctor as ClientCtor)(this.address, credentials.createInsecure()) as Client &
         Record<string, UnaryFn>;
       this.clients.set(service, c);
     }

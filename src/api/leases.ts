@@ -1,0 +1,338 @@
+/**
+ * leasehold.v1 Leases and Fences, server side (proto/leaseholdpb/leasehold.proto;
+ * the state in src/state/resources.ts).
+ *
+ * Acquire(resource, holder, ttl, wait):
+ * - One proposal ("acquire"): a fresh lease of `ttl` (its id chosen by the
+ *   state machine) and its claim key, in one revision; or, when the resource
+ *   is held and `wait` is false, nothing, answered ALREADY_EXISTS with the
+ *   holder, its lease, its fencing token and its remaining time (asked of the
+ *   leader) as trailers.
+ * - With `wait` and a holder: the claim queues (FIFO, by create revision) and
+ *   the call waits its turn (recipes.ts waitTurn: no polling, confirmed by a
+ *   linearizable read). While it waits the server keeps the claim's lease
+ *   alive (every TTL/3), so a waiter is not dropped for not renewing a lease
+ *   it does not hold yet; once it holds, the lease is renewed once more and
+ *   from then on renewing is the holder's job. A cancelled call (the client
+ *   went away, or its deadline passed) revokes the claim's lease, and so does
+ *   a failed wait; a claim lost while waiting (revoked by someone) answers
+ *   NOT_FOUND.
+ * - The answer: the holding, whose fencing token is the claim's create
+ *   revision.
+ * Renew(lease, holder): the lease's claim must name `holder` (PERMISSION_DENIED
+ *   otherwise; NOT_FOUND without a claim); then the leader's keepalive. The
+ *   holder of a claim never changes, so this member's own state answers when
+ *   it knows the lease; only a lease it does not know yet costs a
+ *   linearizable read.
+ * Release(resource, lease, holder): one proposal; refused unless the claim is
+ *   the holder's.
+ * Get(resource), List(prefix), CheckFence(resource, token): linearizable reads.
+ * FencedPut(resource, token, put): one proposal, checked where it applies.
+ *
+ * Permissions, while auth is on: Acquire and FencedPut write their keys (the
+ * claim key, the put's key); Renew and Release need a caller (Release is
+ * checked again at apply like a lease revoke); reads read the claim prefix.
+ */
+
+import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { CommandAuth, CommandResult, LeaseId, ResourceClaim, StateMachine } from "../state/index.ts";
+import {
+  holderProblem,
+  leaseId,
+  MAX_LEASE_TTL_SECONDS,
+  prefixEnd,
+  resourceKey,
+  resourceNameProblem,
+  resourceNamesPrefix,
+  resourcePrefix,
+  revision,
+} from "../state/index.ts";
+import type { ApiHost, CallInfo } from "./context.ts";
+import { ErrorAnswer } from "./context.ts";
+import { kvToWire, writeResultToWire } from "./convert.ts";
+import { LeaseholdError } from "./leasehold-errors.ts";
+import type { WireMessage } from "./proto.ts";
+import { int64FromWire } from "./proto.ts";
+import { CallCancelled, readPrefix, waitTurn, wireBytes } from "./recipes.ts";
+
+type W = WireMessage;
+
+/** The Leases service's implementation for the gRPC server. */
+export function leasesService(host: ApiHost): UntypedServiceImplementation {
+  return {
+    Acquire: host.unary((w, call) => acquire(host, w, call)),
+    Renew: host.unary((w, call) => renew(host, w, call)),
+    Release: host.unary((w, call) => release(host, w, call)),
+    Get: host.unary((w, call) => get(host, w, call)),
+    List: host.unary((w, call) => list(host, w, call)),
+  };
+}
+
+/** The Fences service's implementation for the gRPC server. */
+export function fencesService(host: ApiHost): UntypedServiceImplementation {
+  return {
+    CheckFence: host.unary((w, call) => checkFence(host, w, call)),
+    FencedPut: host.unary((w, call) => fencedPut(host, w, call)),
+  };
+}
+
+// ---------------------------------------------------------------- requests
+
+function resourceOf(w: W, field = "resource"): string {
+  const v = w[field];
+  const name = typeof v === "string" ? v : "";
+  const problem = resourceNameProblem(name);
+  if (problem !== undefined) throw new LeaseholdError("invalid", `${field}: ${problem}`);
+  return name;
+}
+
+function holderOf(w: W): string {
+  const v = typeof w.holder === "string" ? w.holder : "";
+  const problem = holderProblem(v);
+  if (problem !== undefined) throw new LeaseholdError("invalid", `holder: ${problem}`);
+  return v;
+}
+
+function leaseOf(w: W): LeaseId {
+  const id = int64FromWire(w.lease_id ?? "0");
+  if (id <= 0n) throw new LeaseholdError("invalid", "lease_id: expected a lease id above 0");
+  return leaseId(id);
+}
+
+function hexLease(id: LeaseId): string {
+  return `0x${id.toString(16)}`;
+}
+
+/** A holding on the wire; `remainingMs` -1 when unknown. */
+function holdingToWire(c: ResourceClaim, ttlSeconds: number, remainingMs: number): W {
+  return {
+    resource: c.resource,
+    holder: c.holder,
+    lease_id: c.lease.toString(),
+    fencing_token: c.token,
+    ttl: ttlSeconds,
+    remaining_ms: remainingMs,
+  };
+}
+
+/** The leader's remaining time of `lease` in ms (whole seconds), -1 when gone or unknown. */
+async function remainingMs(host: ApiHost, lease: LeaseId): Promise<number> {
+  try {
+    const t = await host.member.leaseTtl(lease);
+    return t.remainingSeconds < 0 ? -1 : t.remainingSeconds * 1000;
+  } catch {
+    return -1;
+  }
+}
+
+/** The etcd error of a write that failed, thrown. */
+function throwFailed(r: CommandResult): never {
+  const answer = writeResultToWire(r, () => ({}));
+  throw new ErrorAnswer(typeof answer === "string" ? answer : "NotCapable");
+}
+
+// ---------------------------------------------------------------- Leases
+
+async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const holder = holderOf(w);
+  const ttl = int64FromWire(w.ttl ?? "0");
+  if (ttl <= 0n) throw new LeaseholdError("invalid", "ttl: expected a positive number of seconds");
+  if (ttl > BigInt(MAX_LEASE_TTL_SECONDS)) throw new ErrorAnswer("LeaseTTLTooLarge");
+  const wait = w.wait === true;
+  const prefix = resourcePrefix(resource);
+  const auth = await host.authorize(call, [readPrefix(prefix)]);
+  const out = await host.propose({
+    type: "acquire",
+    resource,
+    holder,
+    id: leaseId(0n),
+    ttlSeconds: Number(ttl),
+    wait,
+    auth,
+  });
+  const r = out.result;
+  if (r.kind !== "acquire") throwFailed(r);
+  if (!r.granted) {
+    const h = r.holder;
+    if (h === undefined) throw new Error("api: an acquire was refused without a holder");
+    const left = await remainingMs(host, h.lease);
+    throw new LeaseholdError(
+      "held",
+      `resource "${resource}" is held by "${h.holder}" (lease ${hexLease(h.lease)}, ${left < 0 ? "time left unknown" : `${left / 1000} s left`})`,
+      {
+        holder: h.holder,
+        "lease-id": h.lease.toString(),
+        "fencing-token": String(h.token),
+        "remaining-ms": String(left),
+      },
+    );
+  }
+  const mine: ResourceClaim = { resource, holder, lease: r.id, token: revision(r.header.revision) };
+  const answer = (rev: number): W => ({
+    header: host.header(rev),
+    holding: holdingToWire(mine, r.ttlSeconds, r.ttlSeconds * 1000),
+  });
+  if (r.position === 0) return answer(r.header.revision);
+
+  const keepAlive = setInterval(
+    () => host.member.keepAlive(r.id).catch(() => {}),
+    Math.max(100, (r.ttlSeconds * 1000) / 3),
+  );
+  let turn: Awaited<ReturnType<typeof waitTurn>>;
+  try {
+    turn = await waitTurn(host, call, {
+      prefix,
+      key: resourceKey(resource, r.id),
+      createRevision: mine.token,
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
+  switch (turn.kind) {
+    case "acquired":
+      // A full TTL from now: the holder's own renewals start from this answer.
+      await host.member.keepAlive(r.id);
+      return answer(turn.revision);
+    case "lost":
+      throw new LeaseholdError(
+        "notFound",
+        `the claim on "${resource}" was lost while waiting (lease ${hexLease(r.id)} was revoked)`,
+      );
+    case "cancelled":
+      await revokeQuietly(host, r.id, auth);
+      throw new CallCancelled();
+    case "failed":
+      await revokeQuietly(host, r.id, auth);
+      throw turn.error;
+  }
+}
+
+/** Revokes a waiter's lease after its wait ended without holding; failures are logged. */
+async function revokeQuietly(host: ApiHost, id: LeaseId, auth: CommandAuth | undefined): Promise<void> {
+  try {
+    await host.propose({ type: "leaseRevoke", id, ...(auth === undefined ? {} : { auth }) });
+  } catch (err) {
+    host.log("warn", `leases: could not revoke the claim of lease ${hexLease(id)}: ${String(err)}`);
+  }
+}
+
+async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const id = leaseOf(w);
+  const holder = holderOf(w);
+  await host.authorize(call, []);
+  const find = (m: StateMachine) => m.claimsOfLease(id)[0];
+  const claim = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
+  if (claim === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no resource`);
+  if (claim.holder !== holder)
+    throw new LeaseholdError(
+      "notHolder",
+      `lease ${hexLease(id)} on "${claim.resource}" is held by "${claim.holder}", not "${holder}"`,
+      { holder: claim.holder },
+    );
+  const ttl = await host.member.keepAlive(id);
+  if (ttl <= 0) throw new LeaseholdError("notFound", `lease ${hexLease(id)} has expired`);
+  return { header: host.header(), ttl };
+}
+
+async function release(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const id = leaseOf(w);
+  const holder = holderOf(w);
+  const auth = await host.authorize(call, []);
+  const out = await host.propose({ type: "release", resource, id, holder, auth });
+  const r = out.result;
+  if (r.kind === "release") return { header: host.header(r.header.revision) };
+  if (r.kind === "failed" && r.error === "leaseNotFound")
+    throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim on "${resource}"`);
+  if (r.kind === "failed" && r.error === "notHolder")
+    throw new LeaseholdError(
+      "notHolder",
+      `lease ${hexLease(id)} on "${resource}" is not held by "${holder}"`,
+    );
+  throwFailed(r);
+}
+
+async function get(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  await host.authorize(call, [readPrefix(resourcePrefix(resource))]);
+  const { claims, ttls, rev } = await host.member.read(true, (m) => {
+    const cs = m.resourceClaims(resource);
+    return { claims: cs, ttls: cs.map((c) => m.lease(c.lease)?.ttlSeconds ?? 0), rev: m.currentRevision() };
+  });
+  const [first, ...rest] = claims;
+  const out: W = {
+    header: host.header(rev),
+    waiters: rest.map((c, i) => holdingToWire(c, ttls[i + 1]!, -1)),
+  };
+  if (first !== undefined) out.holding = holdingToWire(first, ttls[0]!, await remainingMs(host, first.lease));
+  return out;
+}
+
+async function list(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const namePrefix = typeof w.prefix === "string" ? w.prefix : "";
+  if (namePrefix.includes("\u0000")) throw new LeaseholdError("invalid", "prefix: contains NUL");
+  const keys = resourceNamesPrefix(namePrefix);
+  await host.authorize(call, [{ key: keys, rangeEnd: prefixEnd(keys), type: "read" }]);
+  const { holders, rev } = await host.member.read(true, (m) => {
+    const hs = m.resourceHolders(namePrefix);
+    return {
+      holders: hs.map((c) => ({ c, ttl: m.lease(c.lease)?.ttlSeconds ?? 0 })),
+      rev: m.currentRevision(),
+    };
+  });
+  return { header: host.header(rev), holdings: holders.map(({ c, ttl }) => holdingToWire(c, ttl, -1)) };
+}
+
+// ---------------------------------------------------------------- Fences
+
+function tokenOf(w: W): number {
+  const t = int64FromWire(w.fencing_token ?? "0");
+  if (t <= 0n || t > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new LeaseholdError("invalid", "fencing_token: expected a revision above 0");
+  return Number(t);
+}
+
+function staleFence(resource: string, token: number, holder: ResourceClaim | undefined): LeaseholdError {
+  const now =
+    holder === undefined ? "nobody holds it" : `"${holder.holder}" holds it with token ${holder.token}`;
+  return new LeaseholdError(
+    "staleFence",
+    `fencing token ${token} is not current for "${resource}": ${now}`,
+    holder === undefined ? {} : { holder: holder.holder, "fencing-token": String(holder.token) },
+  );
+}
+
+async function checkFence(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const token = tokenOf(w);
+  await host.authorize(call, [readPrefix(resourcePrefix(resource))]);
+  const { holder, rev } = await host.member.read(true, (m) => ({
+    holder: m.resourceHolder(resource),
+    rev: m.currentRevision(),
+  }));
+  if (holder?.token !== token) throw staleFence(resource, token, holder);
+  return { header: host.header(rev) };
+}
+
+async function fencedPut(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const token = tokenOf(w);
+  const key = wireBytes(w.key);
+  if (key.length === 0) throw new ErrorAnswer("EmptyKey");
+  const lease = int64FromWire(w.lease ?? "0");
+  const request = {
+    key,
+    value: wireBytes(w.value),
+    ...(lease === 0n ? {} : { lease: leaseId(lease) }),
+    ...(w.prev_kv === true ? { prevKv: true } : {}),
+  };
+  const auth = await host.authorize(call, [readPrefix(resourcePrefix(resource)), { key, type: "write" }]);
+  const out = await host.propose({ type: "fencedPut", resource, token: revision(token), request, auth });
+  const r = out.result;
+  if (r.kind !== "fencedPut") throwFailed(r);
+  if (!r.ok) throw staleFence(resource, token, r.holder);
+  const answer: W = { header: host.header(r.header.revision) };
+  if (r.prevKv !== undefined) answer.prev_kv = kvToWire(r.prevKv);
+  return answer;
+}

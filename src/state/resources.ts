@@ -1,0 +1,132 @@
+/**
+ * Resource leases (leasehold.v1 `Leases`, ARCHITECTURE "Leases" rules 6-7):
+ * exclusive, time-bounded ownership of a named resource by a named holder,
+ * with a fencing token. Kept as ordinary etcd keys and leases, so the etcd
+ * API (etcdctl, watches, txns) sees them too; this module holds the layout
+ * and the pure rules, machine.ts applies the commands.
+ *
+ * Key layout. Every claim on resource R (the holder's and each waiter's) is
+ * one key
+ *     leasehold/resources/<R> NUL <lease id as 16 lowercase hex digits>
+ * put with the claim's own lease (granted by the same command), its value
+ * the holder's identity in UTF-8. A resource name is 1 to
+ * RESOURCE_NAME_BYTES_MAX bytes of UTF-8 without NUL, so the claims of R are
+ * exactly the keys under `leasehold/resources/<R> NUL`: "db" and "db/1" are
+ * two resources, neither inside the other (etcd's own lock keys, `name/`,
+ * do not have this property). `etcdctl get --prefix leasehold/resources/`
+ * lists every claim.
+ *
+ * Rules:
+ * - The claim with the smallest create revision holds; the others wait, in
+ *   create-revision order (FIFO). A claim ends when its lease is revoked
+ *   (release, revoke) or expires: the key goes with the lease.
+ * - The fencing token of a holding is its key's create revision: it only
+ *   grows, and strictly per resource, since each claim is a new key at a new
+ *   revision and a claim can only hold after every older one is gone.
+ * - A fence (resource, token) is current exactly when the oldest claim of the
+ *   resource has that create revision. A waiter's own create revision is not
+ *   a valid token until it holds: a fenced write checks "oldest", not "exists".
+ */
+
+import type { KeyValue, LeaseId, Revision } from "./types.ts";
+
+/** Every claim key starts with this. */
+export const RESOURCE_KEY_PREFIX = "leasehold/resources/";
+/** The byte between a resource's name and the lease id in a claim key. */
+export const RESOURCE_KEY_SEPARATOR = 0;
+/** Longest resource name, in UTF-8 bytes. */
+export const RESOURCE_NAME_BYTES_MAX = 512;
+/** Longest holder identity, in UTF-8 bytes. */
+export const HOLDER_BYTES_MAX = 256;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const PREFIX_BYTES = encoder.encode(RESOURCE_KEY_PREFIX);
+const LEASE_HEX_DIGITS = 16;
+/** A UTF-16 surrogate not paired (a pair is one code point to a `u` regex): no UTF-8 for it. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** The holder (or a waiter) of a resource: who, under which lease, and since which revision. */
+export interface ResourceClaim {
+  readonly resource: string;
+  readonly holder: string;
+  readonly lease: LeaseId;
+  /** The claim key's create revision: the fencing token once it holds. */
+  readonly token: Revision;
+}
+
+/** Why `name` is not a resource name, or undefined if it is one. */
+export function resourceNameProblem(name: string): string | undefined {
+  if (name.length === 0) return "the resource name is empty";
+  if (name.includes("\u0000")) return "the resource name contains NUL";
+  if (LONE_SURROGATE.test(name)) return "the resource name is not well-formed Unicode";
+  const bytes = encoder.encode(name).length;
+  if (bytes > RESOURCE_NAME_BYTES_MAX)
+    return `the resource name is ${bytes} bytes, over ${RESOURCE_NAME_BYTES_MAX}`;
+  return undefined;
+}
+
+/** Why `holder` is not a holder identity, or undefined if it is one. */
+export function holderProblem(holder: string): string | undefined {
+  if (holder.length === 0) return "the holder is empty";
+  if (LONE_SURROGATE.test(holder)) return "the holder is not well-formed Unicode";
+  const bytes = encoder.encode(holder).length;
+  if (bytes > HOLDER_BYTES_MAX) return `the holder is ${bytes} bytes, over ${HOLDER_BYTES_MAX}`;
+  return undefined;
+}
+
+/** The prefix of every claim key of `resource` (ends with the separator). */
+export function resourcePrefix(resource: string): Uint8Array {
+  const name = encoder.encode(resource);
+  const out = new Uint8Array(PREFIX_BYTES.length + name.length + 1);
+  out.set(PREFIX_BYTES, 0);
+  out.set(name, PREFIX_BYTES.length);
+  out[out.length - 1] = RESOURCE_KEY_SEPARATOR;
+  return out;
+}
+
+/** The prefix of the claim keys of every resource whose name starts with `namePrefix`. */
+export function resourceNamesPrefix(namePrefix: string): Uint8Array {
+  return encoder.encode(RESOURCE_KEY_PREFIX + namePrefix);
+}
+
+/** The claim key of `resource` under lease `id`. */
+export function resourceKey(resource: string, id: LeaseId): Uint8Array {
+  const prefix = resourcePrefix(resource);
+  const hex = encoder.encode(id.toString(16).padStart(LEASE_HEX_DIGITS, "0"));
+  const out = new Uint8Array(prefix.length + hex.length);
+  out.set(prefix, 0);
+  out.set(hex, prefix.length);
+  return out;
+}
+
+/** The holder identity stored as a claim's value. */
+export function holderValue(holder: string): Uint8Array {
+  return encoder.encode(holder);
+}
+
+/**
+ * The claim a key-value stands for, or undefined when it is not a claim key
+ * (someone wrote under the prefix through the etcd API: such keys are
+ * ignored when deciding who holds, never trusted).
+ */
+export function claimOf(kv: KeyValue): ResourceClaim | undefined {
+  const key = kv.key;
+  if (key.length < PREFIX_BYTES.length + 2 + LEASE_HEX_DIGITS) return undefined;
+  for (let i = 0; i < PREFIX_BYTES.length; i++) if (key[i] !== PREFIX_BYTES[i]) return undefined;
+  const sep = key.length - LEASE_HEX_DIGITS - 1;
+  if (key[sep] !== RESOURCE_KEY_SEPARATOR) return undefined;
+  let resource: string;
+  let holder: string;
+  let hex: string;
+  try {
+    resource = decoder.decode(key.subarray(PREFIX_BYTES.length, sep));
+    hex = decoder.decode(key.subarray(sep + 1));
+    holder = decoder.decode(kv.value);
+  } catch {
+    return undefined;
+  }
+  if (!/^[0-9a-f]{16}$/.test(hex) || resourceNameProblem(resource) !== undefined) return undefined;
+  if (BigInt(`0x${hex}`) !== kv.lease) return undefined;
+  return { resource, holder, lease: kv.lease, token: kv.createRevision };
+}
