@@ -25,6 +25,14 @@ export const LEASEHOLD_ERROR_CODES = {
   invalid: status.INVALID_ARGUMENT,
   /** A wait that ended before it held. */
   waitEnded: status.DEADLINE_EXCEEDED,
+  /** Counters.Add whose sum would leave int64: nothing changed (trailer: value). */
+  counterOverflow: status.FAILED_PRECONDITION,
+  /** A counter key holding something that is not decimal int64 text (written through the etcd API). */
+  notCounter: status.FAILED_PRECONDITION,
+  /** Semaphores.Acquire without wait: every permit is held (trailers: holders, permits). */
+  semaphoreFull: status.ALREADY_EXISTS,
+  /** Semaphores.Acquire naming other permits than the semaphore has (trailer: permits). */
+  permitsMismatch: status.INVALID_ARGUMENT,
 } as const;
 
 export type LeaseholdErrorKind = keyof typeof LEASEHOLD_ERROR_CODES;

@@ -35,9 +35,8 @@
  */
 
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { CommandAuth, CommandResult, LeaseId, ResourceClaim, StateMachine } from "../state/index.ts";
+import type { ResourceClaim, StateMachine } from "../state/index.ts";
 import {
-  holderProblem,
   leaseId,
   MAX_LEASE_TTL_SECONDS,
   prefixEnd,
@@ -49,7 +48,17 @@ import {
 } from "../state/index.ts";
 import type { ApiHost, CallInfo } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
-import { kvToWire, writeResultToWire } from "./convert.ts";
+import { kvToWire } from "./convert.ts";
+import {
+  hexLease,
+  holderOf,
+  leaseOf,
+  remainingMs,
+  revokeQuietly,
+  sessionOf,
+  sessionRefusal,
+  throwFailed,
+} from "./leasehold-common.ts";
 import { LeaseholdError } from "./leasehold-errors.ts";
 import type { WireMessage } from "./proto.ts";
 import { int64FromWire } from "./proto.ts";
@@ -86,23 +95,6 @@ function resourceOf(w: W, field = "resource"): string {
   return name;
 }
 
-function holderOf(w: W): string {
-  const v = typeof w.holder === "string" ? w.holder : "";
-  const problem = holderProblem(v);
-  if (problem !== undefined) throw new LeaseholdError("invalid", `holder: ${problem}`);
-  return v;
-}
-
-function leaseOf(w: W): LeaseId {
-  const id = int64FromWire(w.lease_id ?? "0");
-  if (id <= 0n) throw new LeaseholdError("invalid", "lease_id: expected a lease id above 0");
-  return leaseId(id);
-}
-
-function hexLease(id: LeaseId): string {
-  return `0x${id.toString(16)}`;
-}
-
 /** A holding on the wire; `remainingMs` -1 when unknown. */
 function holdingToWire(c: ResourceClaim, ttlSeconds: number, remainingMs: number): W {
   return {
@@ -113,22 +105,6 @@ function holdingToWire(c: ResourceClaim, ttlSeconds: number, remainingMs: number
     ttl: ttlSeconds,
     remaining_ms: remainingMs,
   };
-}
-
-/** The leader's remaining time of `lease` in ms (whole seconds), -1 when gone or unknown. */
-async function remainingMs(host: ApiHost, lease: LeaseId): Promise<number> {
-  try {
-    const t = await host.member.leaseTtl(lease);
-    return t.remainingSeconds < 0 ? -1 : t.remainingSeconds * 1000;
-  } catch {
-    return -1;
-  }
-}
-
-/** The etcd error of a write that failed, thrown. */
-function throwFailed(r: CommandResult): never {
-  const answer = writeResultToWire(r, () => ({}));
-  throw new ErrorAnswer(typeof answer === "string" ? answer : "NotCapable");
 }
 
 // ---------------------------------------------------------------- Leases
@@ -150,8 +126,10 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
     ttlSeconds: Number(ttl),
     wait,
     auth,
+    ...sessionOf(call),
   });
   const r = out.result;
+  sessionRefusal(r);
   if (r.kind !== "acquire") throwFailed(r);
   if (!r.granted) {
     const h = r.holder;
@@ -208,15 +186,6 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   }
 }
 
-/** Revokes a waiter's lease after its wait ended without holding; failures are logged. */
-async function revokeQuietly(host: ApiHost, id: LeaseId, auth: CommandAuth | undefined): Promise<void> {
-  try {
-    await host.propose({ type: "leaseRevoke", id, ...(auth === undefined ? {} : { auth }) });
-  } catch (err) {
-    host.log("warn", `leases: could not revoke the claim of lease ${hexLease(id)}: ${String(err)}`);
-  }
-}
-
 async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
@@ -240,8 +209,9 @@ async function release(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
   const auth = await host.authorize(call, []);
-  const out = await host.propose({ type: "release", resource, id, holder, auth });
+  const out = await host.propose({ type: "release", resource, id, holder, auth, ...sessionOf(call) });
   const r = out.result;
+  sessionRefusal(r);
   if (r.kind === "release") return { header: host.header(r.header.revision) };
   if (r.kind === "failed" && r.error === "leaseNotFound")
     throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim on "${resource}"`);
@@ -328,8 +298,16 @@ async function fencedPut(host: ApiHost, w: W, call: CallInfo): Promise<W> {
     ...(w.prev_kv === true ? { prevKv: true } : {}),
   };
   const auth = await host.authorize(call, [readPrefix(resourcePrefix(resource)), { key, type: "write" }]);
-  const out = await host.propose({ type: "fencedPut", resource, token: revision(token), request, auth });
+  const out = await host.propose({
+    type: "fencedPut",
+    resource,
+    token: revision(token),
+    request,
+    auth,
+    ...sessionOf(call),
+  });
   const r = out.result;
+  sessionRefusal(r);
   if (r.kind !== "fencedPut") throwFailed(r);
   if (!r.ok) throw staleFence(resource, token, r.holder);
   const answer: W = { header: host.header(r.header.revision) };

@@ -148,6 +148,14 @@ export const ETCD_SERVICES = {
     fullName: "leasehold.v1.Fences",
     methods: { CheckFence: "unary", FencedPut: "unary" },
   },
+  Counters: {
+    fullName: "leasehold.v1.Counters",
+    methods: { Add: "unary", Get: "unary", CompareAndSet: "unary" },
+  },
+  Semaphores: {
+    fullName: "leasehold.v1.Semaphores",
+    methods: { Acquire: "unary", Renew: "unary", Release: "unary", Get: "unary" },
+  },
 } as const satisfies Record<
   string,
   { readonly fullName: string; readonly methods: Readonly<Record<string, MethodKind>> }
@@ -239,6 +247,8 @@ export function loadEtcdApi(): EtcdApi {
       Election: checkedService(packageDefinition, "Election"),
       Leases: checkedService(packageDefinition, "Leases"),
       Fences: checkedService(packageDefinition, "Fences"),
+      Counters: checkedService(packageDefinition, "Counters"),
+      Semaphores: checkedService(packageDefinition, "Semaphores"),
     },
   };
 }

@@ -62,6 +62,7 @@ import {
   txnFromWire,
   writeResultToWire,
 } from "./convert.ts";
+import { countersService } from "./counters.ts";
 import { electionService } from "./election.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
@@ -73,6 +74,7 @@ import { maintenanceService, SpaceQuota } from "./maintenance.ts";
 import type { WireMessage } from "./proto.ts";
 import { loadEtcdApi } from "./proto.ts";
 import { CallCancelled } from "./recipes.ts";
+import { semaphoresService } from "./semaphores.ts";
 import { WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WatchStream } from "./watch-stream.ts";
 
 /** etcd's default --max-request-bytes (1.5 MiB); gRPC may carry 512 KiB more (etcd's overhead). */
@@ -246,6 +248,8 @@ export class ApiServer implements ApiHost {
     this.register(api.services.Election, electionService(this));
     this.register(api.services.Leases, leasesService(this));
     this.register(api.services.Fences, fencesService(this));
+    this.register(api.services.Counters, countersService(this));
+    this.register(api.services.Semaphores, semaphoresService(this));
     this.member.onApplied = (restored) => this.onApplied(restored);
   }
 

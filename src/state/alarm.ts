@@ -25,8 +25,10 @@
 
 import { assert } from "../raft/index.ts";
 import type { Command } from "./command.ts";
+import { COUNTER_MIN, counterKey, counterText } from "./counters.ts";
 import type { PutRequest, RequestOp, TxnRequest } from "./mvcc.ts";
 import { holderValue, resourceKey } from "./resources.ts";
+import { semaphoreKey, semaphoreValue } from "./semaphores.ts";
 
 /** etcd AlarmType NOSPACE and CORRUPT. */
 export type AlarmType = "nospace" | "corrupt";
@@ -120,6 +122,9 @@ export const QUOTA_KV_OVERHEAD_BYTES = 256;
 /** etcd's estimate of what storing a lease costs (quota.go leaseOverhead). */
 export const QUOTA_LEASE_OVERHEAD_BYTES = 64;
 
+/** The longest text a counter value has ("-9223372036854775808"). */
+const COUNTER_TEXT_LONGEST = counterText(COUNTER_MIN);
+
 function costPut(r: PutRequest): number {
   return QUOTA_KV_OVERHEAD_BYTES + r.key.length + r.value.length;
 }
@@ -145,9 +150,10 @@ function costTxn(r: TxnRequest): number {
 /**
  * The bytes `cmd` would add to the store, as etcd's quota estimates them
  * before a write: a put its key, value and kvOverhead; a txn its larger
- * branch's puts; a lease grant leaseOverhead; anything else 0 (it may run
- * whatever the quota says). A command with a cost is refused while NOSPACE
- * is active.
+ * branch's puts; a lease grant leaseOverhead; leasehold.v1's writes
+ * (acquire, fencedPut, counterAdd, counterCas, semaphoreAcquire) the puts
+ * and grants they make; anything else 0 (it may run whatever the quota
+ * says). A command with a cost is refused while NOSPACE is active.
  */
 export function quotaCostBytes(cmd: Command): number {
   switch (cmd.type) {
@@ -165,6 +171,19 @@ export function quotaCostBytes(cmd: Command): number {
       );
     case "fencedPut":
       return costPut(cmd.request);
+    case "counterAdd":
+    case "counterCas":
+      // The counter key, its value at its longest (counters.ts).
+      return costPut({ key: counterKey(cmd.counter), value: COUNTER_TEXT_LONGEST });
+    case "semaphoreAcquire":
+      // A lease and its claim key, permits and holder as its value (semaphores.ts).
+      return (
+        QUOTA_LEASE_OVERHEAD_BYTES +
+        costPut({
+          key: semaphoreKey(cmd.semaphore, cmd.id),
+          value: semaphoreValue(cmd.permits, cmd.holder),
+        })
+      );
     default:
       return 0;
   }

@@ -59,10 +59,13 @@
  * refused at apply (every other case) exactly as it always was.
  *
  * Version 1, JSON: still written for the member, alarm and auth commands
- * (rare; not worth a second layout). UTF-8 JSON, one object per entry,
+ * (rare; not worth a second layout) and for leasehold.v1's (acquire,
+ * release, fencedPut, counterAdd, counterCas, semaphoreAcquire,
+ * semaphoreRelease). UTF-8 JSON, one object per entry,
  * `{"v":1,"type":…}` plus the command's fields. Bytes are standard padded
- * base64 (bytes.ts), int64 values (lease ids) are decimal strings, revisions
- * and TTLs are JSON numbers (safe integers).
+ * base64 (bytes.ts), int64 values (lease ids, counter deltas and values) are
+ * decimal strings, revisions, TTLs and permits are JSON numbers (safe
+ * integers).
  *
  * In both, fields absent from the TypeScript value are absent from the
  * encoding and present ones (explicit false, 0 and empty bytes included) are
@@ -96,6 +99,7 @@ import { ALARM_TYPES, MAX_ALARM_MEMBER_ID } from "./alarm.ts";
 import type { Permission, PermissionType } from "./auth.ts";
 import { AUTH_TOKEN_PREFIX_LENGTH } from "./auth.ts";
 import { base64ToBytes, bytesToBase64 } from "./bytes.ts";
+import { counterNameProblem } from "./counters.ts";
 import { MAX_LEASE_ID, MAX_LEASE_TTL_SECONDS } from "./lease.ts";
 import { MAX_CHECKPOINTS_PER_BATCH, MAX_LEASES_PER_REVOKE_BATCH } from "./lessor.ts";
 import type {
@@ -110,6 +114,7 @@ import type {
   TxnRequest,
 } from "./mvcc.ts";
 import { holderProblem, resourceNameProblem } from "./resources.ts";
+import { permitsProblem, semaphoreNameProblem } from "./semaphores.ts";
 import type { LeaseId, Revision } from "./types.ts";
 import { leaseId, revision } from "./types.ts";
 
@@ -219,6 +224,51 @@ export type Command =
       readonly resource: string;
       readonly token: Revision;
       readonly request: PutRequest;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /**
+   * leasehold.v1 Counters.Add (counters.ts): counter += delta, in one revision; refused
+   * (nothing written) when the sum leaves int64 or the stored value is not a number.
+   */
+  | {
+      readonly type: "counterAdd";
+      readonly counter: string;
+      readonly delta: bigint;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /** leasehold.v1 Counters.CompareAndSet: counter := value if it is `expected` now (an absent counter is 0). */
+  | {
+      readonly type: "counterCas";
+      readonly counter: string;
+      readonly expected: bigint;
+      readonly value: bigint;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /**
+   * leasehold.v1 Semaphores.Acquire (semaphores.ts): grant lease `id` of `ttlSeconds` and
+   * claim `semaphore` of `permits` for `holder` under it, in one revision; refused (nothing
+   * changes) when the semaphore has other permits, or when it is full and `wait` is false.
+   */
+  | {
+      readonly type: "semaphoreAcquire";
+      readonly semaphore: string;
+      readonly holder: string;
+      readonly id: LeaseId;
+      readonly ttlSeconds: number;
+      readonly permits: number;
+      readonly wait: boolean;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /** leasehold.v1 Semaphores.Release: revoke the lease of `holder`'s claim on `semaphore`. */
+  | {
+      readonly type: "semaphoreRelease";
+      readonly semaphore: string;
+      readonly id: LeaseId;
+      readonly holder: string;
       readonly session?: ClientSession | undefined;
       readonly auth?: CommandAuth | undefined;
     }
@@ -1024,6 +1074,28 @@ function commandToJson(cmd: Command): JsonObject {
       o.resource = cmd.resource;
       o.token = cmd.token;
       o.request = putToJson(cmd.request);
+      break;
+    case "counterAdd":
+      o.counter = cmd.counter;
+      o.delta = cmd.delta.toString();
+      break;
+    case "counterCas":
+      o.counter = cmd.counter;
+      o.expected = cmd.expected.toString();
+      o.value = cmd.value.toString();
+      break;
+    case "semaphoreAcquire":
+      o.semaphore = cmd.semaphore;
+      o.holder = cmd.holder;
+      o.id = cmd.id.toString();
+      o.ttlSeconds = cmd.ttlSeconds;
+      o.permits = cmd.permits;
+      o.wait = cmd.wait;
+      break;
+    case "semaphoreRelease":
+      o.semaphore = cmd.semaphore;
+      o.id = cmd.id.toString();
+      o.holder = cmd.holder;
       break;
     case "leaseCheckpoint":
       o.checkpoints = cmd.checkpoints.map((c) => ({
@@ -1972,6 +2044,10 @@ const COMMAND_TYPES: readonly CommandType[] = [
   "acquire",
   "release",
   "fencedPut",
+  "counterAdd",
+  "counterCas",
+  "semaphoreAcquire",
+  "semaphoreRelease",
 ];
 
 /** Fields of each command type besides v, type (and session for client commands). */
@@ -1985,6 +2061,10 @@ const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
   acquire: ["resource", "holder", "id", "ttlSeconds", "wait", "session", "auth"],
   release: ["resource", "id", "holder", "session", "auth"],
   fencedPut: ["resource", "token", "request", "session", "auth"],
+  counterAdd: ["counter", "delta", "session", "auth"],
+  counterCas: ["counter", "expected", "value", "session", "auth"],
+  semaphoreAcquire: ["semaphore", "holder", "id", "ttlSeconds", "permits", "wait", "session", "auth"],
+  semaphoreRelease: ["semaphore", "id", "holder", "session", "auth"],
   leaseCheckpoint: ["checkpoints"],
   leaseExpire: ["leases"],
   memberPublish: ["member", "name", "clientUrls"],
@@ -2019,6 +2099,30 @@ function resourceName(v: unknown, path: string): string {
   if (problem !== undefined) fail(path, problem);
   return v;
 }
+
+function counterName(v: unknown, path: string): string {
+  if (typeof v !== "string") fail(path, "expected a string");
+  const problem = counterNameProblem(v);
+  if (problem !== undefined) fail(path, problem);
+  return v;
+}
+
+function semaphoreName(v: unknown, path: string): string {
+  if (typeof v !== "string") fail(path, "expected a string");
+  const problem = semaphoreNameProblem(v);
+  if (problem !== undefined) fail(path, problem);
+  return v;
+}
+
+function permitsField(v: unknown, path: string): number {
+  if (typeof v !== "number") fail(path, "expected a number");
+  const problem = permitsProblem(v);
+  if (problem !== undefined) fail(path, problem);
+  return v;
+}
+
+/** Any int64, as a decimal string (counter values and deltas). */
+const anyInt64 = (v: unknown, path: string): bigint => int64(v, path, INT64_MIN, INT64_MAX);
 
 function holderName(v: unknown, path: string): string {
   if (typeof v !== "string") fail(path, "expected a string");
@@ -2100,6 +2204,36 @@ function commandFromJson(v: unknown): Command {
         resource: required(o, "resource", resourceName),
         token: required(o, "token", rev),
         request: required(o, "request", putFromJson),
+      });
+    case "counterAdd":
+      return withSession({
+        type,
+        counter: required(o, "counter", counterName),
+        delta: required(o, "delta", anyInt64),
+      });
+    case "counterCas":
+      return withSession({
+        type,
+        counter: required(o, "counter", counterName),
+        expected: required(o, "expected", anyInt64),
+        value: required(o, "value", anyInt64),
+      });
+    case "semaphoreAcquire":
+      return withSession({
+        type,
+        semaphore: required(o, "semaphore", semaphoreName),
+        holder: required(o, "holder", holderName),
+        id: required(o, "id", tableLease),
+        ttlSeconds: required(o, "ttlSeconds", anyInt),
+        permits: required(o, "permits", permitsField),
+        wait: required(o, "wait", bool),
+      });
+    case "semaphoreRelease":
+      return withSession({
+        type,
+        semaphore: required(o, "semaphore", semaphoreName),
+        id: required(o, "id", tableLease),
+        holder: required(o, "holder", holderName),
       });
     case "leaseCheckpoint":
       return {

@@ -82,6 +82,17 @@ export {
   SESSION_CLIENT_ID_LENGTH_MAX,
   tryDecodeCommand,
 } from "./command.ts";
+export type { CounterValue } from "./counters.ts";
+export {
+  COUNTER_KEY_PREFIX,
+  COUNTER_MAX,
+  COUNTER_MIN,
+  COUNTER_NAME_BYTES_MAX,
+  counterKey,
+  counterNameProblem,
+  counterValueOf,
+  parseCounter,
+} from "./counters.ts";
 export { Crc32cWriter, crc32c, crc32cUpdate } from "./crc32c.ts";
 export type {
   CheckpointOutcome,
@@ -175,6 +186,7 @@ export {
   claimOf,
   HOLDER_BYTES_MAX,
   holderProblem,
+  nameProblem,
   RESOURCE_KEY_PREFIX,
   RESOURCE_NAME_BYTES_MAX,
   resourceKey,
@@ -182,6 +194,17 @@ export {
   resourceNamesPrefix,
   resourcePrefix,
 } from "./resources.ts";
+export type { SemaphoreClaim, SemaphoreView } from "./semaphores.ts";
+export {
+  permitsProblem,
+  SEMAPHORE_KEY_PREFIX,
+  SEMAPHORE_PERMITS_MAX,
+  semaphoreClaimOf,
+  semaphoreKey,
+  semaphoreNameProblem,
+  semaphorePrefix,
+  semaphoreView,
+} from "./semaphores.ts";
 export type { SessionCheck, SessionOptions, SessionSnapshotEntry } from "./session.ts";
 export { DEFAULT_SESSION_IDLE_ENTRIES_MAX, DEFAULT_SESSIONS_MAX, SessionTable } from "./session.ts";
 export type { KeyValue, KvEvent, LeaseChange, LeaseId, Revision } from "./types.ts";

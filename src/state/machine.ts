@@ -52,6 +52,14 @@
  *   its revoke; a caller identified at an older auth revision is refused
  *   (etcd's ErrAuthOldRevision), so a revoke racing a write is safe. A
  *   refusal changes nothing and is answered like any failure.
+ * - leasehold.v1 (resources.ts, counters.ts, semaphores.ts): acquire,
+ *   release, fencedPut, counterAdd, counterCas, semaphoreAcquire and
+ *   semaphoreRelease are ordinary key and lease writes under those modules'
+ *   rules, each ONE entry (an Add is not a read-modify-write of the client's).
+ *   The refusals their rules foresee (held, stale token, overflow, not a
+ *   number, full, other permits) are results of the command's own kind that
+ *   change nothing, not "failed". Like every client command they may carry a
+ *   session, so a retried Add or Acquire applies once (session.ts).
  */
 
 import type { ConfChange, MemberId } from "../raft/index.ts";
@@ -63,6 +71,8 @@ import { AuthStore, deleteChecks, leaseWriteChecks, putChecks, txnChecks } from 
 import { ByteReader, ByteWriter, base64ToBytes, bytesToBase64, prefixEnd } from "./bytes.ts";
 import type { AuthCommand, ClientSession, Command, CommandType } from "./command.ts";
 import { tryDecodeCommand } from "./command.ts";
+import type { CounterValue } from "./counters.ts";
+import { addInt64, counterKey, counterText, counterValueOf } from "./counters.ts";
 import { crc32c } from "./crc32c.ts";
 import type { LeaseInfo, LeaseTableSnapshot, LeaseTimeToLiveInfo } from "./lease.ts";
 import { LeaseTable } from "./lease.ts";
@@ -84,6 +94,14 @@ import type {
 import { MvccStore } from "./mvcc.ts";
 import type { ResourceClaim } from "./resources.ts";
 import { claimOf, holderValue, resourceKey, resourceNamesPrefix, resourcePrefix } from "./resources.ts";
+import type { SemaphoreClaim } from "./semaphores.ts";
+import {
+  semaphoreClaimOf,
+  semaphoreKey,
+  semaphorePrefix,
+  semaphoreValue,
+  semaphoreView,
+} from "./semaphores.ts";
 import type { SessionOptions, SessionSnapshotEntry } from "./session.ts";
 import { SessionTable } from "./session.ts";
 import type { KeyValue, KvEvent, LeaseId, Revision } from "./types.ts";
@@ -185,6 +203,50 @@ export type CommandResult =
       readonly holder: ResourceClaim | undefined;
       readonly prevKv?: KeyValue | undefined;
     }
+  /**
+   * counterAdd applied (counters.ts). added: `value` is the new value, written at
+   * header.revision; overflow: the sum leaves int64, `value` is the current one, nothing
+   * written; notNumber: the stored value is not a number (`stored`: its first bytes),
+   * nothing written, `value` 0.
+   */
+  | {
+      readonly kind: "counterAdd";
+      readonly header: ResponseHeader;
+      readonly outcome: "added" | "overflow" | "notNumber";
+      readonly value: bigint;
+      readonly stored?: Uint8Array | undefined;
+    }
+  /**
+   * counterCas applied. set: the counter was `expected` and is now `value` (written at
+   * header.revision); notSet: it was not, `value` is the current one, nothing written;
+   * notNumber: as for counterAdd.
+   */
+  | {
+      readonly kind: "counterCas";
+      readonly header: ResponseHeader;
+      readonly outcome: "set" | "notSet" | "notNumber";
+      readonly value: bigint;
+      readonly stored?: Uint8Array | undefined;
+    }
+  /**
+   * semaphoreAcquire applied (semaphores.ts). granted: the lease and its claim were made (at
+   * header.revision, the claim's token), `position` claims are older than ours (it holds
+   * when position < permits); full: the semaphore has `permits` holders and we would not
+   * wait; permitsMismatch: the semaphore exists with other `permits`. Refused: nothing
+   * made, `position` is the number of claims. holders: how many hold now (ours included).
+   */
+  | {
+      readonly kind: "semaphoreAcquire";
+      readonly header: ResponseHeader;
+      readonly outcome: "granted" | "full" | "permitsMismatch";
+      readonly id: LeaseId;
+      readonly ttlSeconds: number;
+      readonly permits: number;
+      readonly holders: number;
+      readonly position: number;
+    }
+  /** semaphoreRelease applied: the claim's lease revoked, its keys deleted at header.revision. */
+  | { readonly kind: "semaphoreRelease"; readonly header: ResponseHeader; readonly deleted: number }
   | { readonly kind: "noop"; readonly header: ResponseHeader }
   /** memberPublish / memberUpdate applied. */
   | { readonly kind: "member"; readonly header: ResponseHeader }
@@ -716,6 +778,22 @@ export class StateMachine {
         fx.events = r.events;
         return { kind: "fencedPut", header: { revision: r.revision }, ok: true, holder, prevKv: r.prevKv };
       }
+      case "counterAdd":
+        return this.counterAdd(cmd, fx);
+      case "counterCas":
+        return this.counterCas(cmd, fx);
+      case "semaphoreAcquire":
+        return this.semaphoreAcquire(cmd, index, fx);
+      case "semaphoreRelease": {
+        const claim = this.semaphoreClaimOfLease(cmd.semaphore, cmd.id);
+        if (claim === undefined) return this.failed(cmd.type, "leaseNotFound");
+        if (claim.holder !== cmd.holder) return this.failed(cmd.type, "notHolder");
+        const r = this.leases.revoke(cmd.id);
+        assert(r.ok, "machine: the lease of a semaphore claim is not in the table");
+        fx.leaseRevokes.push(cmd.id);
+        const deleted = this.deleteLeaseKeys(r.keys, fx);
+        return { kind: "semaphoreRelease", header: this.header(), deleted };
+      }
       case "leaseCheckpoint": {
         let applied = 0;
         let ignored = 0;
@@ -822,6 +900,21 @@ export class StateMachine {
           cmd.auth,
           putChecks(cmd.request, auth.isAdmin(cmd.auth) ? noKeys : leaseKeys),
         );
+      case "counterAdd":
+      case "counterCas":
+        // Reads the value (the answer carries it) and writes it.
+        return auth.checkAccess(
+          cmd.auth,
+          putChecks({ key: counterKey(cmd.counter), value: EMPTY, prevKv: true }, noKeys),
+        );
+      case "semaphoreAcquire":
+        return auth.checkAccess(
+          cmd.auth,
+          putChecks({ key: semaphoreKey(cmd.semaphore, cmd.id), value: EMPTY }, noKeys),
+        );
+      case "semaphoreRelease":
+        if (auth.isAdmin(cmd.auth)) return undefined;
+        return auth.checkAccess(cmd.auth, leaseWriteChecks(leaseKeys(cmd.id)));
       case "authenticate":
         return undefined;
       case "authEnable":
@@ -860,6 +953,10 @@ export class StateMachine {
         case "acquire":
         case "release":
         case "fencedPut":
+        case "counterAdd":
+        case "counterCas":
+        case "semaphoreAcquire":
+        case "semaphoreRelease":
           return "corrupt";
         case "leaseRevoke":
           return cmd.grantIndex === undefined ? "corrupt" : undefined;
@@ -916,7 +1013,14 @@ export class StateMachine {
 
   /** The claims on `resource`, oldest (the holder) first; keys under its prefix that are not claims are skipped. */
   resourceClaims(resource: string): ResourceClaim[] {
-    const prefix = resourcePrefix(resource);
+    return this.claimsUnder(resourcePrefix(resource), (kv) => {
+      const c = claimOf(kv);
+      return c?.resource === resource ? c : undefined;
+    });
+  }
+
+  /** The keys under `prefix` that `parse` takes for claims, oldest (least create revision) first. */
+  private claimsUnder<C>(prefix: Uint8Array, parse: (kv: KeyValue) => C | undefined): C[] {
     const r = this.mvcc.range({
       key: prefix,
       rangeEnd: prefixEnd(prefix),
@@ -924,10 +1028,10 @@ export class StateMachine {
       sortTarget: "create",
     });
     assert(r.ok, "machine: a range of the current revision failed");
-    const out: ResourceClaim[] = [];
+    const out: C[] = [];
     for (const kv of r.kvs) {
-      const c = claimOf(kv);
-      if (c !== undefined && c.resource === resource) out.push(c);
+      const c = parse(kv);
+      if (c !== undefined) out.push(c);
     }
     return out;
   }
@@ -972,6 +1076,145 @@ export class StateMachine {
       const last = out[out.length - 1];
       if (last === undefined || last.resource !== c.resource) out.push(c);
       else if (c.token < last.token) out[out.length - 1] = c;
+    }
+    return out;
+  }
+
+  // -- counters (counters.ts) ---------------------------------------------------
+
+  /** Counter `name` as stored now (0 when never written). */
+  counterValue(name: string): CounterValue {
+    return counterValueOf(this.currentKv(counterKey(name)));
+  }
+
+  private counterAdd(cmd: Extract<Command, { type: "counterAdd" }>, fx: Effects): CommandResult {
+    const key = counterKey(cmd.counter);
+    const kv = this.currentKv(key);
+    const now = counterValueOf(kv);
+    if (!now.ok)
+      return {
+        kind: "counterAdd",
+        header: this.header(),
+        outcome: "notNumber",
+        value: 0n,
+        stored: now.stored,
+      };
+    const sum = addInt64(now.value, cmd.delta);
+    if (sum === undefined)
+      return { kind: "counterAdd", header: this.header(), outcome: "overflow", value: now.value };
+    const revision = this.putCounter(key, kv, sum, fx);
+    return { kind: "counterAdd", header: { revision }, outcome: "added", value: sum };
+  }
+
+  private counterCas(cmd: Extract<Command, { type: "counterCas" }>, fx: Effects): CommandResult {
+    const key = counterKey(cmd.counter);
+    const kv = this.currentKv(key);
+    const now = counterValueOf(kv);
+    if (!now.ok)
+      return {
+        kind: "counterCas",
+        header: this.header(),
+        outcome: "notNumber",
+        value: 0n,
+        stored: now.stored,
+      };
+    if (now.value !== cmd.expected)
+      return { kind: "counterCas", header: this.header(), outcome: "notSet", value: now.value };
+    const revision = this.putCounter(key, kv, cmd.value, fx);
+    return { kind: "counterCas", header: { revision }, outcome: "set", value: cmd.value };
+  }
+
+  /** Writes `value` to a counter key, keeping the lease the etcd API may have attached; the new revision. */
+  private putCounter(key: Uint8Array, kv: KeyValue | undefined, value: bigint, fx: Effects): Revision {
+    const lease = kv === undefined || kv.lease === 0n ? undefined : kv.lease;
+    const r = this.mvcc.put(
+      lease === undefined ? { key, value: counterText(value) } : { key, value: counterText(value), lease },
+      this.writeOptions,
+    );
+    assert(r.ok, "machine: a counter put was refused");
+    this.leases.applyLeaseChanges(r.leaseChanges);
+    fx.events = r.events;
+    return r.revision;
+  }
+
+  /** The current version of `key`, if any. */
+  private currentKv(key: Uint8Array): KeyValue | undefined {
+    const r = this.mvcc.range({ key });
+    assert(r.ok, "machine: a range of the current revision failed");
+    return r.kvs[0];
+  }
+
+  // -- semaphores (semaphores.ts) ---------------------------------------------
+
+  /** leasehold.v1 Semaphores.Acquire: one lease and one claim key, in one revision, or nothing. */
+  private semaphoreAcquire(
+    cmd: Extract<Command, { type: "semaphoreAcquire" }>,
+    index: number,
+    fx: Effects,
+  ): CommandResult {
+    const claims = this.semaphoreClaims(cmd.semaphore);
+    const view = semaphoreView(claims);
+    const refuse = (outcome: "full" | "permitsMismatch"): CommandResult => ({
+      kind: "semaphoreAcquire",
+      header: this.header(),
+      outcome,
+      id: cmd.id,
+      ttlSeconds: 0,
+      permits: view.permits,
+      holders: view.holders.length,
+      position: claims.length,
+    });
+    if (claims.length > 0 && view.permits !== cmd.permits) return refuse("permitsMismatch");
+    if (claims.length >= cmd.permits && !cmd.wait) return refuse("full");
+    const g = this.leases.grant(cmd.id, cmd.ttlSeconds, { index });
+    if (!g.ok) return this.failed(cmd.type, g.reason === "exists" ? "leaseExists" : "ttlTooLarge");
+    const r = this.mvcc.put(
+      {
+        key: semaphoreKey(cmd.semaphore, g.id),
+        value: semaphoreValue(cmd.permits, cmd.holder),
+        lease: g.id,
+      },
+      this.writeOptions,
+    );
+    assert(r.ok, "machine: the semaphore claim of a just granted lease was refused");
+    this.leases.applyLeaseChanges(r.leaseChanges);
+    fx.events = r.events;
+    const info = this.leases.get(g.id);
+    assert(info !== undefined, "machine: granted lease not in the table");
+    fx.leaseGrants.push(info);
+    return {
+      kind: "semaphoreAcquire",
+      header: { revision: r.revision },
+      outcome: "granted",
+      id: g.id,
+      ttlSeconds: g.ttlSeconds,
+      permits: cmd.permits,
+      holders: Math.min(claims.length + 1, cmd.permits),
+      position: claims.length,
+    };
+  }
+
+  /** The claims on `semaphore`, oldest first; keys under its prefix that are not claims are skipped. */
+  semaphoreClaims(semaphore: string): SemaphoreClaim[] {
+    return this.claimsUnder(semaphorePrefix(semaphore), (kv) => {
+      const c = semaphoreClaimOf(kv);
+      return c?.semaphore === semaphore ? c : undefined;
+    });
+  }
+
+  /** The claim on `semaphore` under lease `id`, if it exists. */
+  semaphoreClaimOfLease(semaphore: string, id: LeaseId): SemaphoreClaim | undefined {
+    const kv = this.currentKv(semaphoreKey(semaphore, id));
+    return kv === undefined ? undefined : semaphoreClaimOf(kv);
+  }
+
+  /** The semaphore claims made under lease `id` (one, unless the etcd API copied the layout). */
+  semaphoreClaimsOfLease(id: LeaseId): SemaphoreClaim[] {
+    const out: SemaphoreClaim[] = [];
+    for (const key of this.leases.keysOf(id) ?? []) {
+      const kv = this.currentKv(key);
+      const c = kv === undefined ? undefined : semaphoreClaimOf(kv);
+      if (c !== undefined) out.push(c);
     }
     return out;
   }

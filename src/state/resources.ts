@@ -57,12 +57,21 @@ export interface ResourceClaim {
 
 /** Why `name` is not a resource name, or undefined if it is one. */
 export function resourceNameProblem(name: string): string | undefined {
-  if (name.length === 0) return "the resource name is empty";
-  if (name.includes("\u0000")) return "the resource name contains NUL";
-  if (LONE_SURROGATE.test(name)) return "the resource name is not well-formed Unicode";
+  return nameProblem("resource", name);
+}
+
+/**
+ * Why `name` is not the name of a `what` ("resource", "counter", "semaphore"):
+ * 1 to RESOURCE_NAME_BYTES_MAX bytes of well-formed UTF-8 without NUL; or
+ * undefined if it is one. Shared by every leasehold.v1 key layout.
+ */
+export function nameProblem(what: string, name: string): string | undefined {
+  if (name.length === 0) return `the ${what} name is empty`;
+  if (name.includes("\u0000")) return `the ${what} name contains NUL`;
+  if (LONE_SURROGATE.test(name)) return `the ${what} name is not well-formed Unicode`;
   const bytes = encoder.encode(name).length;
   if (bytes > RESOURCE_NAME_BYTES_MAX)
-    return `the resource name is ${bytes} bytes, over ${RESOURCE_NAME_BYTES_MAX}`;
+    return `the ${what} name is ${bytes} bytes, over ${RESOURCE_NAME_BYTES_MAX}`;
   return undefined;
 }
 
@@ -77,12 +86,7 @@ export function holderProblem(holder: string): string | undefined {
 
 /** The prefix of every claim key of `resource` (ends with the separator). */
 export function resourcePrefix(resource: string): Uint8Array {
-  const name = encoder.encode(resource);
-  const out = new Uint8Array(PREFIX_BYTES.length + name.length + 1);
-  out.set(PREFIX_BYTES, 0);
-  out.set(name, PREFIX_BYTES.length);
-  out[out.length - 1] = RESOURCE_KEY_SEPARATOR;
-  return out;
+  return claimPrefixIn(RESOURCE_KEY_PREFIX, resource);
 }
 
 /** The prefix of the claim keys of every resource whose name starts with `namePrefix`. */
@@ -92,12 +96,59 @@ export function resourceNamesPrefix(namePrefix: string): Uint8Array {
 
 /** The claim key of `resource` under lease `id`. */
 export function resourceKey(resource: string, id: LeaseId): Uint8Array {
-  const prefix = resourcePrefix(resource);
+  return claimKeyIn(RESOURCE_KEY_PREFIX, resource, id);
+}
+
+/**
+ * The prefix of every claim key of `name` in the key space `space` (a key
+ * prefix such as RESOURCE_KEY_PREFIX): `space name NUL`. The claim layout of
+ * the file header, shared with semaphores.ts.
+ */
+export function claimPrefixIn(space: string, name: string): Uint8Array {
+  const head = encoder.encode(space + name);
+  const out = new Uint8Array(head.length + 1);
+  out.set(head, 0);
+  out[head.length] = RESOURCE_KEY_SEPARATOR;
+  return out;
+}
+
+/** The claim key of `name` in `space` under lease `id`: `space name NUL <16 hex digits>`. */
+export function claimKeyIn(space: string, name: string, id: LeaseId): Uint8Array {
+  const prefix = claimPrefixIn(space, name);
   const hex = encoder.encode(id.toString(16).padStart(LEASE_HEX_DIGITS, "0"));
   const out = new Uint8Array(prefix.length + hex.length);
   out.set(prefix, 0);
   out.set(hex, prefix.length);
   return out;
+}
+
+/**
+ * The name a claim key of `space` (its UTF-8 bytes) names, when `kv` is one:
+ * the layout above, a valid name (`nameOk`), and bound to the lease its key
+ * names. Undefined for anything else (keys written under the prefix through
+ * the etcd API are ignored, never trusted).
+ */
+export function claimNameOf(
+  spaceBytes: Uint8Array,
+  kv: KeyValue,
+  nameOk: (name: string) => boolean,
+): string | undefined {
+  const key = kv.key;
+  if (key.length < spaceBytes.length + 2 + LEASE_HEX_DIGITS) return undefined;
+  for (let i = 0; i < spaceBytes.length; i++) if (key[i] !== spaceBytes[i]) return undefined;
+  const sep = key.length - LEASE_HEX_DIGITS - 1;
+  if (key[sep] !== RESOURCE_KEY_SEPARATOR) return undefined;
+  let name: string;
+  let hex: string;
+  try {
+    name = decoder.decode(key.subarray(spaceBytes.length, sep));
+    hex = decoder.decode(key.subarray(sep + 1));
+  } catch {
+    return undefined;
+  }
+  if (!/^[0-9a-f]{16}$/.test(hex) || !nameOk(name)) return undefined;
+  if (BigInt(`0x${hex}`) !== kv.lease) return undefined;
+  return name;
 }
 
 /** The holder identity stored as a claim's value. */
@@ -111,22 +162,13 @@ export function holderValue(holder: string): Uint8Array {
  * ignored when deciding who holds, never trusted).
  */
 export function claimOf(kv: KeyValue): ResourceClaim | undefined {
-  const key = kv.key;
-  if (key.length < PREFIX_BYTES.length + 2 + LEASE_HEX_DIGITS) return undefined;
-  for (let i = 0; i < PREFIX_BYTES.length; i++) if (key[i] !== PREFIX_BYTES[i]) return undefined;
-  const sep = key.length - LEASE_HEX_DIGITS - 1;
-  if (key[sep] !== RESOURCE_KEY_SEPARATOR) return undefined;
-  let resource: string;
+  const resource = claimNameOf(PREFIX_BYTES, kv, (name) => resourceNameProblem(name) === undefined);
+  if (resource === undefined) return undefined;
   let holder: string;
-  let hex: string;
   try {
-    resource = decoder.decode(key.subarray(PREFIX_BYTES.length, sep));
-    hex = decoder.decode(key.subarray(sep + 1));
     holder = decoder.decode(kv.value);
   } catch {
     return undefined;
   }
-  if (!/^[0-9a-f]{16}$/.test(hex) || resourceNameProblem(resource) !== undefined) return undefined;
-  if (BigInt(`0x${hex}`) !== kv.lease) return undefined;
   return { resource, holder, lease: kv.lease, token: kv.createRevision };
 }

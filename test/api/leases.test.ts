@@ -8,8 +8,7 @@
  * Nothing sleeps: "still waiting" is shown by the order in which calls answer.
  */
 
-import type { ServiceError } from "@grpc/grpc-js";
-import { status } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
 import { recipeWaiters } from "../../src/api/recipes.ts";
@@ -131,6 +130,45 @@ describe("Acquire", () => {
     while ((got.waiters as W[]).length > 0);
     expect((got.holding as W).holder).toBe("a");
     await leases("Release", { resource: "db-d", lease_id: a.lease_id, holder: "a" });
+  });
+});
+
+describe("client sessions (leasehold-client-id / leasehold-seq)", () => {
+  const withSession = (clientId: string, seq: number): Metadata => {
+    const md = new Metadata();
+    md.set("leasehold-client-id", clientId);
+    md.set("leasehold-seq", String(seq));
+    return md;
+  };
+
+  it("a retried acquire (same client id and seq) is applied once and answered the same", async () => {
+    const req = { resource: "db-s", holder: "alice", ttl: 30 };
+    const first = await node.call("leasehold.v1.Leases", "Acquire", req, withSession("c1", 1)).answer;
+    const retry = await node.call("leasehold.v1.Leases", "Acquire", req, withSession("c1", 1)).answer;
+    expect((retry.holding as W).lease_id).toBe((first.holding as W).lease_id);
+    const got = await leases("Get", { resource: "db-s" });
+    expect(got.waiters).toEqual([]);
+    // A new request (seq 2) of the same client is a new acquire: refused, the resource is held.
+    const again = await failure(
+      node.call("leasehold.v1.Leases", "Acquire", req, withSession("c1", 2)).answer,
+    );
+    expect(again.code).toBe(status.ALREADY_EXISTS);
+    // An older seq than the last answered one was superseded: refused, nothing applied.
+    const stale = await failure(
+      node.call("leasehold.v1.Leases", "Acquire", req, withSession("c1", 1)).answer,
+    );
+    expect(stale.code).toBe(status.INVALID_ARGUMENT);
+    expect(stale.message).toMatch(/newer request/);
+    await leases("Release", { resource: "db-s", lease_id: (first.holding as W).lease_id, holder: "alice" });
+  });
+
+  it("a half-given session is refused", async () => {
+    const md = new Metadata();
+    md.set("leasehold-client-id", "c2");
+    const f = await failure(
+      node.call("leasehold.v1.Leases", "Acquire", { resource: "db-t", holder: "a", ttl: 5 }, md).answer,
+    );
+    expect(f.code).toBe(status.INVALID_ARGUMENT);
   });
 });
 

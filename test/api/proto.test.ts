@@ -232,6 +232,8 @@ describe("protos: services and streaming", () => {
     // leasehold's own services, beside etcd's.
     "leasehold.v1.Leases": { Acquire: u, Renew: u, Release: u, Get: u, List: u },
     "leasehold.v1.Fences": { CheckFence: u, FencedPut: u },
+    "leasehold.v1.Counters": { Add: u, Get: u, CompareAndSet: u },
+    "leasehold.v1.Semaphores": { Acquire: u, Renew: u, Release: u, Get: u },
   };
 
   it("loads exactly etcd's services (and leasehold.v1's), each with exactly its methods and streaming flags", () => {

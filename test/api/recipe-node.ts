@@ -90,11 +90,11 @@ export class RecipeNode {
     return c;
   }
 
-  call(service: string, method: string, req: W): Pending {
+  call(service: string, method: string, req: W, metadata: Metadata = new Metadata()): Pending {
     const c = this.client(service);
     let call!: ClientUnaryCall;
     const answer = new Promise<W>((resolve, reject) => {
-      call = c[method]!.call(c, req, new Metadata(), { deadline: Date.now() + DEADLINE_MS }, (e, r) =>
+      call = c[method]!.call(c, req, metadata, { deadline: Date.now() + DEADLINE_MS }, (e, r) =>
         e ? reject(e) : resolve(r!),
       );
     });

@@ -1,0 +1,490 @@
+/**
+ * The TypeScript SDK: `connect({ endpoints })` gives a `LeaseholdClient` that
+ * speaks leasehold.v1 (and the etcd API for plain keys) to a cluster; `open()`
+ * (src/embedded/) gives the same interface for an in-process member.
+ *
+ * Contract:
+ * - Endpoints: "host:port" or "http(s)://host:port". Calls go to one endpoint
+ *   at a time (any member serves: followers forward to the leader); on a
+ *   retryable failure (errors.ts isRetryable: unavailable, no leader, leader
+ *   changed, timeouts) the client moves to the next endpoint and retries with
+ *   capped exponential backoff until the call's deadline (`timeoutMs`, default
+ *   5 s) or its `signal` aborts.
+ * - Mutations (acquire, release, fencedPut, counters) carry an idempotency key:
+ *   this client's id and a sequence number per mutation, in the
+ *   `leasehold-client-id` / `leasehold-seq` metadata (src/api/leases.ts). A
+ *   retry reuses the number, so a request the server applied but whose answer
+ *   was lost is not applied twice (the state machine's sessions).
+ * - Leases: `acquire()` answers a `Lease` that keeps itself alive (Renew at
+ *   TTL/3, lease-keeper.ts) and follows the Chubby client states valid →
+ *   jeopardy → valid | expired; `lease.signal` aborts when the lease may be
+ *   lost; `await using` releases it.
+ * - Errors are typed (errors.ts): one class per kind.
+ */
+
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  credentials,
+  loadPackageDefinition,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { loadEtcdApi, type WireMessage } from "../api/index.ts";
+import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-common.ts";
+import { CancelledError, isRetryable, toClientError } from "./errors.ts";
+import { type KeeperClock, LeaseKeeper, systemClock } from "./lease-keeper.ts";
+
+type W = WireMessage;
+
+/** How to reach a cluster. */
+export interface ConnectOptions {
+  /** "host:port" or "http(s)://host:port", one per member (any subset works). */
+  readonly endpoints: readonly string[];
+  /** TLS: the CA that signed the members' certificates, and a client certificate if they ask for one. */
+  readonly tls?: {
+    readonly ca?: Buffer | string;
+    readonly cert?: Buffer | string;
+    readonly key?: Buffer | string;
+  };
+  /** etcd auth: the user to authenticate as. */
+  readonly auth?: { readonly user: string; readonly password: string };
+  /** The bound on every call, retries included (default 5,000 ms). */
+  readonly timeoutMs?: number;
+  /** Who this client is when a call names no holder (default: host name and process id). */
+  readonly holder?: string;
+  /** Monotonic time and timers for lease keeping (tests inject a fake one). */
+  readonly clock?: KeeperClock;
+  /** The bound on clock drift the lease states assume (ARCHITECTURE rule 5; default 0.01). */
+  readonly rho?: number;
+}
+
+/** Options every call takes. */
+export interface CallControl {
+  readonly signal?: AbortSignal;
+  readonly timeoutMs?: number;
+}
+
+/** One holding (or waiting claim) of a resource, as the server reports it. */
+export interface Holding {
+  readonly resource: string;
+  readonly holder: string;
+  readonly leaseId: bigint;
+  readonly fencingToken: number;
+  readonly ttlSeconds: number;
+  /** As the leader saw it when answering; -1 unknown. */
+  readonly remainingMs: number;
+}
+
+export interface AcquireOptions extends CallControl {
+  /** Seconds the lease runs without a renewal. */
+  readonly ttl: number;
+  readonly holder?: string;
+  /** Queue (FIFO) until it holds instead of failing with ResourceHeldError. */
+  readonly wait?: boolean;
+}
+
+const DEFAULT_TIMEOUT_MS = 5_000;
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 1_000;
+
+type Unary = (
+  req: W,
+  md: Metadata,
+  opts: CallOptions,
+  cb: (e: ServiceError | null, r?: W) => void,
+) => {
+  cancel(): void;
+};
+type Ctor = new (address: string, creds: ChannelCredentials) => Client;
+
+let packageRoot: Record<string, unknown> | undefined;
+
+function serviceCtor(service: string): Ctor {
+  packageRoot ??= loadPackageDefinition(loadEtcdApi().packageDefinition) as Record<string, unknown>;
+  let o: unknown = packageRoot;
+  for (const part of service.split(".")) o = (o as Record<string, unknown>)[part];
+  return o as Ctor;
+}
+
+function address(endpoint: string): string {
+  return endpoint.replace(/^https?:\/\//, "").replace(/\/+$/, "");
+}
+
+/** Connects to a cluster (lazily: the first call opens the channel). */
+export async function connect(options: ConnectOptions): Promise<LeaseholdClient> {
+  if (options.endpoints.length === 0) throw new TypeError("connect: at least one endpoint is needed");
+  const client = new LeaseholdClient(options);
+  if (options.auth !== undefined) await client.authenticate(options.auth.user, options.auth.password);
+  return client;
+}
+
+/** A connection to a leasehold cluster (or an embedded member). */
+export class LeaseholdClient {
+  private readonly endpoints: readonly string[];
+  private readonly creds: ChannelCredentials;
+  private readonly clients = new Map<string, Client>();
+  private current = 0;
+  private readonly clientId = `c-${randomBytes(9).toString("base64url")}`;
+  private seq = 0;
+  private token: string | undefined;
+  private readonly leases = new Set<Lease>();
+  private closed = false;
+  /** The holder name used when a call names none. */
+  readonly holder: string;
+
+  constructor(private readonly options: ConnectOptions) {
+    this.endpoints = options.endpoints.map(address);
+    const tls = options.tls;
+    this.creds =
+      tls === undefined
+        ? credentials.createInsecure()
+        : credentials.createSsl(
+            tls.ca === undefined ? null : Buffer.from(tls.ca),
+            tls.key === undefined ? null : Buffer.from(tls.key),
+            tls.cert === undefined ? null : Buffer.from(tls.cert),
+          );
+    this.holder = options.holder ?? `${hostname()}/${process.pid}`;
+  }
+
+  // ------------------------------------------------------------ leases
+
+  /**
+   * Acquires `resource` exclusively for `ttl` seconds (renewed automatically
+   * while the Lease lives). Fails with ResourceHeldError naming the holder, or
+   * with `wait` queues until it holds.
+   */
+  async acquire(resource: string, options: AcquireOptions): Promise<Lease> {
+    const holder = options.holder ?? this.holder;
+    const sentAt = this.clock.now();
+    const r = await this.mutate(
+      "leasehold.v1.Leases",
+      "Acquire",
+      { resource, holder, ttl: options.ttl, wait: options.wait === true },
+      // A waiting acquire may wait for long: its bound is the caller's.
+      options.wait === true && options.timeoutMs === undefined
+        ? { ...options, timeoutMs: Number.POSITIVE_INFINITY }
+        : options,
+    );
+    const h = holdingOf(r.holding as W);
+    let grantedAt = sentAt;
+    if (options.wait === true) {
+      // The server kept a waiter's lease alive, at times this client cannot know: a TTL it may count on
+      // starts only from a request it sent itself (rule 5: the send time, never the answer's arrival).
+      grantedAt = this.clock.now();
+      await this.call("leasehold.v1.Leases", "Renew", { lease_id: h.leaseId.toString(), holder }, options);
+    }
+    const lease = new Lease(this, h, grantedAt);
+    this.leases.add(lease);
+    return lease;
+  }
+
+  /** Who holds `resource` (undefined: nobody), and who waits. */
+  async holding(
+    resource: string,
+    control: CallControl = {},
+  ): Promise<{ holder?: Holding; waiters: Holding[] }> {
+    const r = await this.call("leasehold.v1.Leases", "Get", { resource }, control);
+    const waiters = (r.waiters as W[]).map(holdingOf);
+    return r.holding == null ? { waiters } : { holder: holdingOf(r.holding as W), waiters };
+  }
+
+  /** The holder of every resource whose name starts with `prefix`. */
+  async list(prefix = "", control: CallControl = {}): Promise<Holding[]> {
+    const r = await this.call("leasehold.v1.Leases", "List", { prefix }, control);
+    return (r.holdings as W[]).map(holdingOf);
+  }
+
+  /** Whether `token` is `resource`'s current fencing token (linearizable). */
+  async checkFence(resource: string, token: number, control: CallControl = {}): Promise<boolean> {
+    try {
+      await this.call("leasehold.v1.Fences", "CheckFence", { resource, fencing_token: token }, control);
+      return true;
+    } catch (e) {
+      if (e instanceof Error && e.name === "StaleFenceError") return false;
+      throw e;
+    }
+  }
+
+  /** Puts `key` only while `token` is `resource`'s current fencing token; StaleFenceError otherwise. */
+  async fencedPut(
+    resource: string,
+    token: number,
+    key: string | Uint8Array,
+    value: string | Uint8Array,
+    control: CallControl = {},
+  ): Promise<{ revision: number }> {
+    const r = await this.mutate(
+      "leasehold.v1.Fences",
+      "FencedPut",
+      { resource, fencing_token: token, key: bytes(key), value: bytes(value) },
+      control,
+    );
+    return { revision: Number((r.header as W).revision) };
+  }
+
+  // ------------------------------------------------------------ plain keys (etcd API)
+
+  /** etcd Put. */
+  async put(
+    key: string | Uint8Array,
+    value: string | Uint8Array,
+    control: CallControl = {},
+  ): Promise<number> {
+    const r = await this.call("etcdserverpb.KV", "Put", { key: bytes(key), value: bytes(value) }, control);
+    return Number((r.header as W).revision);
+  }
+
+  /** etcd Range of one key: its value as text, or undefined. */
+  async get(key: string | Uint8Array, control: CallControl = {}): Promise<string | undefined> {
+    const r = await this.call("etcdserverpb.KV", "Range", { key: bytes(key) }, control);
+    const kv = (r.kvs as W[])[0];
+    return kv === undefined ? undefined : Buffer.from(kv.value as Buffer).toString();
+  }
+
+  /** etcd DeleteRange of one key: how many were deleted (0 or 1). */
+  async delete(key: string | Uint8Array, control: CallControl = {}): Promise<number> {
+    const r = await this.call("etcdserverpb.KV", "DeleteRange", { key: bytes(key) }, control);
+    return Number(r.deleted);
+  }
+
+  // ------------------------------------------------------------ connection
+
+  /** etcd Authenticate: later calls carry the token. */
+  async authenticate(user: string, password: string): Promise<void> {
+    const r = await this.call("etcdserverpb.Auth", "Authenticate", { name: user, password }, {});
+    this.token = String(r.token);
+  }
+
+  /** Releases every lease still held (best effort), then closes the channels. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.allSettled([...this.leases].map((l) => l.release()));
+    this.closed = true;
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** The lease-keeping clock (tests inject one). */
+  get clock(): KeeperClock {
+    return this.options.clock ?? systemClock;
+  }
+
+  /** @internal A lease forgets itself when it ends. */
+  forget(lease: Lease): void {
+    this.leases.delete(lease);
+  }
+
+  /** A mutation: one idempotency key for all its retries. */
+  mutate(service: string, method: string, req: W, control: CallControl): Promise<W> {
+    const seq = ++this.seq;
+    return this.call(service, method, req, control, { clientId: this.clientId, seq });
+  }
+
+  /**
+   * One call with failover and retries until its deadline (see the header).
+   * A session makes retries of a mutation safe; reads are always safe to retry.
+   */
+  async call(
+    service: string,
+    method: string,
+    req: W,
+    control: CallControl,
+    session?: { clientId: string; seq: number },
+  ): Promise<W> {
+    if (this.closed) throw new CancelledError("the client is closed");
+    const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    let backoff = BACKOFF_FIRST_MS;
+    for (;;) {
+      control.signal?.throwIfAborted();
+      const endpoint = this.endpoints[this.current % this.endpoints.length]!;
+      try {
+        return await this.once(endpoint, service, method, req, deadline, control.signal, session);
+      } catch (e) {
+        const err = toClientError(e);
+        if (control.signal?.aborted === true || !isRetryable(err)) throw err;
+        const left = deadline - Date.now();
+        if (left <= 0) throw err;
+        // Another member may answer: move on, after a pause that grows.
+        if (this.endpoints.length > 1) this.current++;
+        await sleep(Math.min(backoff, left), control.signal);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  private once(
+    endpoint: string,
+    service: string,
+    method: string,
+    req: W,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    session: { clientId: string; seq: number } | undefined,
+  ): Promise<W> {
+    const client = this.client(endpoint, service) as unknown as Record<string, Unary>;
+    const md = new Metadata();
+    if (this.token !== undefined) md.set("token", this.token);
+    if (session !== undefined) {
+      md.set(SESSION_CLIENT_ID_HEADER, session.clientId);
+      md.set(SESSION_SEQ_HEADER, String(session.seq));
+    }
+    return new Promise<W>((resolve, reject) => {
+      // grpc-js sends a timeout for any finite deadline; none at all for an unbounded wait.
+      const opts: CallOptions = Number.isFinite(deadline) ? { deadline } : {};
+      const call = client[method]!.call(client, req, md, opts, (e, r) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (e !== null) reject(e);
+        else resolve(r!);
+      });
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  private client(endpoint: string, service: string): Client {
+    const k = `${endpoint} ${service}`;
+    let c = this.clients.get(k);
+    if (c === undefined) {
+      const Ctor = serviceCtor(service);
+      c = new Ctor(endpoint, this.creds);
+      this.clients.set(k, c);
+    }
+    return c;
+  }
+}
+
+/**
+ * A held resource: its fencing token, and a lease kept alive in the
+ * background. `state` follows lease-keeper.ts (valid / jeopardy / expired /
+ * released); act as the holder only while `lease.signal` is not aborted.
+ */
+export class Lease {
+  readonly resource: string;
+  readonly holder: string;
+  readonly id: bigint;
+  readonly fencingToken: number;
+  readonly ttlSeconds: number;
+  private readonly keeper: LeaseKeeper;
+
+  constructor(
+    private readonly client: LeaseholdClient,
+    h: Holding,
+    grantedAt: number,
+  ) {
+    this.resource = h.resource;
+    this.holder = h.holder;
+    this.id = h.leaseId;
+    this.fencingToken = h.fencingToken;
+    this.ttlSeconds = h.ttlSeconds;
+    this.keeper = new LeaseKeeper({
+      clock: client.clock,
+      ttlSeconds: h.ttlSeconds,
+      grantedAt,
+      renew: (signal) => this.renewOnce(signal),
+    });
+    this.keeper.on("expired", () => client.forget(this));
+    this.keeper.on("released", () => client.forget(this));
+  }
+
+  /** "valid", "jeopardy", "expired", "released" or "closed". */
+  get state(): string {
+    return this.keeper.state;
+  }
+
+  /** Until when (local monotonic ms) this client may act as the holder. */
+  validUntil(): number {
+    return this.keeper.validUntil();
+  }
+
+  /** Aborts when the lease may be lost (leaving "valid"); a new signal for each valid period. */
+  get signal(): AbortSignal {
+    return this.keeper.signal;
+  }
+
+  /** Calls `fn` on each transition ("valid", "jeopardy", "expired", "released"). */
+  on(event: "valid" | "jeopardy" | "expired" | "released", fn: (reason?: string) => void): this {
+    this.keeper.on(event, fn);
+    return this;
+  }
+
+  /** Renews now (normally automatic at TTL/3). */
+  renew(): Promise<void> {
+    return this.keeper.renewNow();
+  }
+
+  /** Gives the resource back (Release); the lease stops being kept alive either way. */
+  async release(control: CallControl = {}): Promise<void> {
+    if (this.keeper.state === "released" || this.keeper.state === "expired") return;
+    this.keeper.release();
+    try {
+      await this.client.mutate(
+        "leasehold.v1.Leases",
+        "Release",
+        { resource: this.resource, lease_id: this.id.toString(), holder: this.holder },
+        control,
+      );
+    } catch (e) {
+      // Already gone (expired, or revoked by someone): released all the same.
+      if (!(e instanceof Error && e.name === "LeaseNotFoundError")) throw e;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  private async renewOnce(
+    signal: AbortSignal,
+  ): Promise<{ kind: "renewed"; ttlSeconds: number } | { kind: "gone" }> {
+    try {
+      const r = await this.client.call(
+        "leasehold.v1.Leases",
+        "Renew",
+        { lease_id: this.id.toString(), holder: this.holder },
+        { signal, timeoutMs: Math.max(500, (this.ttlSeconds * 1000) / 3) },
+      );
+      return { kind: "renewed", ttlSeconds: Number(r.ttl) };
+    } catch (e) {
+      if (e instanceof Error && (e.name === "LeaseNotFoundError" || e.name === "NotHolderError"))
+        return { kind: "gone" };
+      throw e;
+    }
+  }
+}
+
+function holdingOf(w: W): Holding {
+  return {
+    resource: String(w.resource),
+    holder: String(w.holder),
+    leaseId: BigInt(String(w.lease_id)),
+    fencingToken: Number(w.fencing_token),
+    ttlSeconds: Number(w.ttl),
+    remainingMs: Number(w.remaining_ms),
+  };
+}
+
+function bytes(v: string | Uint8Array): Buffer {
+  return typeof v === "string" ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason ?? new CancelledError("aborted"));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
