@@ -4,7 +4,14 @@
  * The server itself is the `leasehold` command (src/cli/).
  */
 
-export type { AcquireOptions, CallControl, ConnectOptions, Holding } from "./client/client.ts";
+export type {
+  AcquireOptions,
+  CallControl,
+  ConnectOptions,
+  Counter,
+  Holding,
+  WatchEvent,
+} from "./client/client.ts";
 export { connect, Lease, LeaseholdClient } from "./client/client.ts";
 export type { ClientErrorKind, LostLeaseState } from "./client/errors.ts";
 export {

@@ -87,6 +87,30 @@ export interface AcquireOptions extends CallControl {
   readonly wait?: boolean;
 }
 
+/** A replicated counter (leasehold.v1 Counters); values are int64 as bigint. */
+export interface Counter {
+  /** Adds `delta` (negative subtracts); the new value. CounterOverflowError past int64. */
+  add(delta: bigint | number, control?: CallControl): Promise<bigint>;
+  /** The value (0 for a counter never written); linearizable. */
+  get(control?: CallControl): Promise<bigint>;
+  /** Sets `value` if the counter is `expected`; the value after, either way. */
+  compareAndSet(
+    expected: bigint | number,
+    value: bigint | number,
+    control?: CallControl,
+  ): Promise<{ succeeded: boolean; value: bigint }>;
+}
+
+/** One change seen by `watch()`. */
+export interface WatchEvent {
+  readonly type: "put" | "delete";
+  readonly key: string;
+  /** The new value (empty for a delete). */
+  readonly value: string;
+  /** The revision of the change. */
+  readonly revision: number;
+}
+
 const DEFAULT_TIMEOUT_MS = 5_000;
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 1_000;
@@ -159,25 +183,154 @@ export class LeaseholdClient {
    */
   async acquire(resource: string, options: AcquireOptions): Promise<Lease> {
     const holder = options.holder ?? this.holder;
-    const sentAt = this.clock.now();
-    const r = await this.mutate(
-      "leasehold.v1.Leases",
-      "Acquire",
-      { resource, holder, ttl: options.ttl, wait: options.wait === true },
-      // A waiting acquire may wait for long: its bound is the caller's.
-      options.wait === true && options.timeoutMs === undefined
-        ? { ...options, timeoutMs: Number.POSITIVE_INFINITY }
-        : options,
+    return this.claim(LEASES[0], { resource, holder, ttl: options.ttl }, options, "resource", (r) =>
+      holdingOf(r.holding as W),
     );
-    const h = holdingOf(r.holding as W);
+  }
+
+  /** A lock: `acquire(name, { wait: true })`, FIFO; resolves once held (bounded by `timeoutMs` if given). */
+  lock(name: string, options: Omit<AcquireOptions, "wait">): Promise<Lease> {
+    return this.acquire(name, { ...options, wait: true });
+  }
+
+  /**
+   * One of `permits` holders of semaphore `name` (the first claim fixes the
+   * permits; another count is InvalidArgumentError/PermitsMismatchError).
+   * Full: SemaphoreFullError, or with `wait` queue FIFO. The Lease's
+   * `resource` is the semaphore's name; its token only grows per semaphore.
+   */
+  semaphore(name: string, options: AcquireOptions & { readonly permits: number }): Promise<Lease> {
+    const holder = options.holder ?? this.holder;
+    return this.claim(
+      SEMAPHORES[0],
+      { name, holder, ttl: options.ttl, permits: options.permits },
+      options,
+      "semaphore",
+      (r) => {
+        const h = r.holding as W;
+        return holdingOf({ ...h, resource: h.name });
+      },
+    );
+  }
+
+  /** A replicated int64 counter: each operation is one proposal (no client-side retry loop). */
+  counter(name: string): Counter {
+    const value = (r: W): bigint => BigInt(String(r.value));
+    return {
+      add: async (delta, control = {}) =>
+        value(await this.mutate("leasehold.v1.Counters", "Add", { name, delta: String(delta) }, control)),
+      get: async (control = {}) => value(await this.call("leasehold.v1.Counters", "Get", { name }, control)),
+      compareAndSet: async (expected, next, control = {}) => {
+        const r = await this.mutate(
+          "leasehold.v1.Counters",
+          "CompareAndSet",
+          { name, expected: String(expected), value: String(next) },
+          control,
+        );
+        return { succeeded: r.succeeded === true, value: value(r) };
+      },
+    };
+  }
+
+  /**
+   * The changes to `key` (or every key under it, with `prefix`) from now on,
+   * as an async iterator (etcd Watch). It ends when `signal` aborts or the
+   * loop breaks; a broken stream ends it with the error (no resume: start a
+   * new watch from the last revision seen with `startRevision`).
+   */
+  async *watch(
+    key: string | Uint8Array,
+    options: {
+      readonly prefix?: boolean;
+      readonly startRevision?: number;
+      readonly signal?: AbortSignal;
+    } = {},
+  ): AsyncGenerator<WatchEvent> {
+    const k = bytes(key);
+    const create: W = { key: k };
+    if (options.prefix === true) create.range_end = prefixEndOf(k);
+    if (options.startRevision !== undefined) create.start_revision = options.startRevision;
+    const queue: (WatchEvent | Error | "end")[] = [];
+    let wake: (() => void) | undefined;
+    const push = (x: WatchEvent | Error | "end") => {
+      queue.push(x);
+      wake?.();
+      wake = undefined;
+    };
+    const endpoint = this.endpoints[this.current % this.endpoints.length]!;
+    const svc = this.client(endpoint, "etcdserverpb.Watch") as unknown as {
+      Watch(md: Metadata): NodeJS.EventEmitter & { write(m: W): void; cancel(): void };
+    };
+    const md = new Metadata();
+    if (this.token !== undefined) md.set("token", this.token);
+    const stream = svc.Watch(md);
+    stream.on("data", (r: W) => {
+      for (const e of (r.events as W[]) ?? []) {
+        const kv = e.kv as W;
+        push({
+          type: e.type === 1 || e.type === "DELETE" ? "delete" : "put",
+          key: Buffer.from(kv.key as Buffer).toString(),
+          value: Buffer.from(kv.value as Buffer).toString(),
+          revision: Number(kv.mod_revision),
+        });
+      }
+      if (r.canceled === true)
+        push(new CancelledError(`leasehold: the watch was cancelled: ${String(r.cancel_reason)}`));
+    });
+    stream.on("error", (e: unknown) => push(toClientError(e)));
+    stream.on("end", () => push("end"));
+    const onAbort = () => push("end");
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    stream.write({ create_request: create });
+    try {
+      for (;;) {
+        const x = queue.shift();
+        if (x === undefined) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          continue;
+        }
+        if (x === "end") return;
+        if (x instanceof Error) {
+          if (options.signal?.aborted === true) return;
+          throw x;
+        }
+        yield x;
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      stream.on("error", () => {});
+      stream.cancel();
+    }
+  }
+
+  /** Proposes a claim (Acquire of a resource or a semaphore) and wraps the answer in a kept-alive Lease. */
+  private async claim(
+    service: string,
+    request: W,
+    options: AcquireOptions,
+    kind: "resource" | "semaphore",
+    holding: (r: W) => Holding,
+  ): Promise<Lease> {
+    const sentAt = this.clock.now();
+    const wait = options.wait === true;
+    const r = await this.mutate(
+      service,
+      "Acquire",
+      { ...request, wait },
+      // A waiting acquire may wait for long: its bound is the caller's.
+      wait && options.timeoutMs === undefined ? { ...options, timeoutMs: Number.POSITIVE_INFINITY } : options,
+    );
+    const h = holding(r);
     let grantedAt = sentAt;
-    if (options.wait === true) {
+    if (wait) {
       // The server kept a waiter's lease alive, at times this client cannot know: a TTL it may count on
       // starts only from a request it sent itself (rule 5: the send time, never the answer's arrival).
       grantedAt = this.clock.now();
-      await this.call("leasehold.v1.Leases", "Renew", { lease_id: h.leaseId.toString(), holder }, options);
+      await this.call(service, "Renew", { lease_id: h.leaseId.toString(), holder: h.holder }, options);
     }
-    const lease = new Lease(this, h, grantedAt);
+    const lease = new Lease(this, h, grantedAt, kind);
     this.leases.add(lease);
     return lease;
   }
@@ -378,6 +531,8 @@ export class Lease {
     private readonly client: LeaseholdClient,
     h: Holding,
     grantedAt: number,
+    /** Which service holds the claim: a resource (Leases) or a semaphore permit (Semaphores). */
+    private readonly kind: "resource" | "semaphore" = "resource",
   ) {
     this.resource = h.resource;
     this.holder = h.holder;
@@ -425,10 +580,11 @@ export class Lease {
     if (this.keeper.state === "released" || this.keeper.state === "expired") return;
     this.keeper.release();
     try {
+      const [service, nameField] = this.kind === "resource" ? LEASES : SEMAPHORES;
       await this.client.mutate(
-        "leasehold.v1.Leases",
+        service,
         "Release",
-        { resource: this.resource, lease_id: this.id.toString(), holder: this.holder },
+        { [nameField]: this.resource, lease_id: this.id.toString(), holder: this.holder },
         control,
       );
     } catch (e) {
@@ -446,7 +602,7 @@ export class Lease {
   ): Promise<{ kind: "renewed"; ttlSeconds: number } | { kind: "gone" }> {
     try {
       const r = await this.client.call(
-        "leasehold.v1.Leases",
+        this.kind === "resource" ? LEASES[0] : SEMAPHORES[0],
         "Renew",
         { lease_id: this.id.toString(), holder: this.holder },
         { signal, timeoutMs: Math.max(500, (this.ttlSeconds * 1000) / 3) },
@@ -460,6 +616,10 @@ export class Lease {
   }
 }
 
+/** The service of each kind of claim, and the name of its name field. */
+const LEASES = ["leasehold.v1.Leases", "resource"] as const;
+const SEMAPHORES = ["leasehold.v1.Semaphores", "name"] as const;
+
 function holdingOf(w: W): Holding {
   return {
     resource: String(w.resource),
@@ -469,6 +629,18 @@ function holdingOf(w: W): Holding {
     ttlSeconds: Number(w.ttl),
     remainingMs: Number(w.remaining_ms),
   };
+}
+
+/** The end of the range of every key starting with `k` (etcd's prefix end). */
+function prefixEndOf(k: Buffer): Buffer {
+  const end = Buffer.from(k);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
 }
 
 function bytes(v: string | Uint8Array): Buffer {

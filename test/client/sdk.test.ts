@@ -13,7 +13,9 @@ import { connect, type LeaseholdClient } from "../../src/client/client.ts";
 import {
   CancelledError,
   LeaseholdClientError,
+  PermitsMismatchError,
   ResourceHeldError,
+  SemaphoreFullError,
   StaleFenceError,
 } from "../../src/client/errors.ts";
 import { FenceGuard } from "../../src/client/fence-guard.ts";
@@ -189,6 +191,62 @@ describe.each(modes)("the SDK against $name", (mode) => {
     expect(await bob.get("sdk/k")).toBe("v1");
     expect(await bob.delete("sdk/k")).toBe(1);
     expect(await alice.get("sdk/k")).toBeUndefined();
+  });
+
+  it("semaphores: `permits` holders at once, the next one refused or queued, tokens growing", async () => {
+    const one = await alice.semaphore("sdk/sem", { ttl: 30, permits: 2, holder: "one" });
+    const two = await bob.semaphore("sdk/sem", { ttl: 30, permits: 2, holder: "two" });
+    expect(two.fencingToken).toBeGreaterThan(one.fencingToken);
+    const full = await bob
+      .semaphore("sdk/sem", { ttl: 30, permits: 2, holder: "three" })
+      .catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(SemaphoreFullError);
+    const mismatch = await bob.semaphore("sdk/sem", { ttl: 30, permits: 3 }).catch((e: unknown) => e);
+    expect(mismatch).toBeInstanceOf(PermitsMismatchError);
+    const third = bob.semaphore("sdk/sem", { ttl: 30, permits: 2, holder: "three", wait: true });
+    await one.renew();
+    await one.release();
+    const t = await third;
+    expect(t.state).toBe("valid");
+    expect(t.fencingToken).toBeGreaterThan(two.fencingToken);
+    await two.release();
+    await t.release();
+  });
+
+  it("lock() waits its turn (FIFO) and counters add atomically under concurrency", async () => {
+    const held = await alice.lock("sdk/lock", { ttl: 30, holder: "first" });
+    const next = bob.lock("sdk/lock", { ttl: 30, holder: "second" });
+    while ((await bob.holding("sdk/lock")).waiters.length === 0) {
+      // queued behind the holder, seen through Get
+    }
+    await held.release();
+    await (await next).release();
+    const c = alice.counter("sdk/hits");
+    const before = await c.get();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? alice : bob).counter("sdk/hits").add(1)),
+    );
+    expect(new Set(results).size).toBe(20); // every add saw its own value: none lost, none doubled
+    expect(await c.get()).toBe(before + 20n);
+    expect(await c.compareAndSet(before, 0)).toEqual({ succeeded: false, value: before + 20n });
+    expect(await c.compareAndSet(before + 20n, -5)).toEqual({ succeeded: true, value: -5n });
+  });
+
+  it("watch() yields puts and deletes under a prefix until its signal aborts", async () => {
+    const ctl = new AbortController();
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const e of alice.watch("sdk/w/", { prefix: true, signal: ctl.signal })) {
+        seen.push(`${e.type} ${e.key} ${e.value}`);
+        if (e.type === "delete") ctl.abort();
+      }
+    })();
+    // The watch is created asynchronously: write until the first event shows up, then the rest.
+    while (seen.length === 0) await bob.put("sdk/w/a", "1");
+    await bob.put("sdk/w/b", "2");
+    await bob.delete("sdk/w/a");
+    await done;
+    expect(seen.slice(-2)).toEqual(["put sdk/w/b 2", "delete sdk/w/a "]);
   });
 
   it("a call on a closed client fails at once with a typed error", async () => {
