@@ -374,6 +374,43 @@ const entryArb: fc.Arbitrary<Uint8Array> = fc.oneof(
       maxLength: 3,
     })
     .map((checkpoints) => encodeCommand({ type: "leaseCheckpoint", checkpoints })),
+  // leasehold.v1: resource claims, fenced writes, counters and semaphores, on the same small spaces.
+  fc
+    .tuple(fc.constantFrom("r", "s"), fc.constantFrom("h1", "h2"), smallLease, fc.boolean(), smallSession)
+    .map(([resource, holder, id, wait, s]) =>
+      encodeCommand(withSession({ type: "acquire", resource, holder, id, ttlSeconds: 30, wait }, s)),
+    ),
+  fc
+    .tuple(fc.constantFrom("r", "s"), fc.constantFrom("h1", "h2"), smallLease, smallSession)
+    .map(([resource, holder, id, s]) =>
+      encodeCommand(withSession({ type: "release", resource, id, holder }, s)),
+    ),
+  fc
+    .tuple(fc.constantFrom("r", "s"), fc.integer({ min: 1, max: 30 }), smallKey, bytesArb, smallSession)
+    .map(([resource, token, key, value, s]) =>
+      encodeCommand(
+        withSession({ type: "fencedPut", resource, token: revision(token), request: { key, value } }, s),
+      ),
+    ),
+  fc
+    .tuple(fc.constantFrom("c"), fc.bigInt({ min: -3n, max: 3n }), smallSession)
+    .map(([counter, delta, s]) => encodeCommand(withSession({ type: "counterAdd", counter, delta }, s))),
+  fc
+    .tuple(
+      fc.constantFrom("m"),
+      fc.constantFrom("h1", "h2"),
+      smallLease,
+      fc.integer({ min: 1, max: 2 }),
+      smallSession,
+    )
+    .map(([semaphore, holder, id, permits, s]) =>
+      encodeCommand(
+        withSession(
+          { type: "semaphoreAcquire", semaphore, holder, id, ttlSeconds: 30, permits, wait: true },
+          s,
+        ),
+      ),
+    ),
   fc.constant(new Uint8Array(0)),
   fc.uint8Array({ maxLength: 8 }),
 );
@@ -386,6 +423,12 @@ function observe(sm: StateMachine): unknown {
   }
   const leases = sm.leaseIds().map((id: LeaseId) => [sm.lease(id), sm.leaseTimeToLive(id, { keys: true })]);
   const sessions = CLIENTS.map((c) => sm.session(c));
+  const claims = {
+    r: sm.resourceClaims("r"),
+    s: sm.resourceClaims("s"),
+    m: sm.semaphoreClaims("m"),
+    c: sm.counterValue("c"),
+  };
   return {
     applied: sm.appliedIndex(),
     current: sm.currentRevision(),
@@ -393,6 +436,7 @@ function observe(sm: StateMachine): unknown {
     ranges,
     leases,
     sessions,
+    claims,
     events: sm.eventsSince(sm.compactedRevision(), { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) }),
   };
 }
