@@ -68,7 +68,7 @@ export function leaseOf(w: W): LeaseId {
 }
 
 export function hexLease(id: LeaseId): string {
-  return `0x${id.toString(16)}`;
+  return id.toString(16); // as etcdctl prints lease ids
 }
 
 /** The leader's remaining time of `lease` in ms (whole seconds), -1 when gone or unknown. */

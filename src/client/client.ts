@@ -123,15 +123,17 @@ type Unary = (
 ) => {
   cancel(): void;
 };
-type Ctor = new (address: string, creds: ChannelCredentials) => Client;
+/** A grpc-js client class of one service. */
+export type ServiceCtor = new (address: string, creds: ChannelCredentials) => Client;
 
 let packageRoot: Record<string, unknown> | undefined;
 
-function serviceCtor(service: string): Ctor {
+/** The grpc-js client class of `service` ("etcdserverpb.KV", "leasehold.v1.Leases"): packages nest at each dot. */
+export function serviceCtor(service: string): ServiceCtor {
   packageRoot ??= loadPackageDefinition(loadEtcdApi().packageDefinition) as Record<string, unknown>;
   let o: unknown = packageRoot;
   for (const part of service.split(".")) o = (o as Record<string, unknown>)[part];
-  return o as Ctor;
+  return o as ServiceCtor;
 }
 
 function address(endpoint: string): string {

@@ -51,7 +51,8 @@ export function isRangeEndToEnd(rangeEnd: Uint8Array): boolean {
 export function prefixEnd(key: Uint8Array): Uint8Array {
   for (let i = key.length - 1; i >= 0; i--) {
     if (key[i]! < 0xff) {
-      const end = key.slice(0, i + 1);
+      // A copy even for a Node Buffer, whose own slice() is a view: the caller's key stays as it was.
+      const end = Uint8Array.prototype.slice.call(key, 0, i + 1);
       end[i] = key[i]! + 1;
       return end;
     }

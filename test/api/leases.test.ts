@@ -69,7 +69,7 @@ describe("Acquire", () => {
     const f = await failure(acquireCall("db-b", "bob").answer);
     expect(f.code).toBe(status.ALREADY_EXISTS);
     expect(f.message).toMatch(
-      /^leasehold: resource "db-b" is held by "alice" \(lease 0x[0-9a-f]+, \d+ s left\)$/,
+      /^leasehold: resource "db-b" is held by "alice" \(lease [0-9a-f]+, \d+ s left\)$/,
     );
     expect(f.md).toMatchObject({
       "leasehold-error": "held",

@@ -8,7 +8,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AssertionError } from "../../src/raft/assert.ts";
-import { ByteReader, ByteWriter, bytesToKeyString } from "../../src/state/bytes.ts";
+import { ByteReader, ByteWriter, bytesToKeyString, prefixEnd } from "../../src/state/bytes.ts";
 
 describe("ByteWriter and ByteReader", () => {
   it("read back every value written, at the varint length boundaries", () => {
@@ -99,5 +99,15 @@ describe("ByteWriter and ByteReader", () => {
     expect(() =>
       new ByteReader(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)).uint(),
     ).toThrow(AssertionError);
+  });
+});
+
+describe("prefixEnd", () => {
+  it("increments the last byte below 0xff and never writes into its input, a Node Buffer included", () => {
+    const key = Buffer.from([0x61, 0x62, 0xff]);
+    const end = prefixEnd(key);
+    expect([...end]).toEqual([0x61, 0x63]);
+    expect([...key]).toEqual([0x61, 0x62, 0xff]);
+    expect([...prefixEnd(new Uint8Array([0xff, 0xff]))]).toEqual([0]);
   });
 });
