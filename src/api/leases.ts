@@ -34,7 +34,7 @@
  * checked again at apply like a lease revoke); reads read the claim prefix.
  */
 
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { ResourceClaim, StateMachine } from "../state/index.ts";
 import {
   leaseId,
@@ -49,6 +49,7 @@ import {
 import type { ApiHost, CallInfo } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
 import { kvToWire } from "./convert.ts";
+import type { LeaseEventHub, LeaseEventType } from "./lease-events.ts";
 import {
   hexLease,
   holderOf,
@@ -67,15 +68,70 @@ import { CallCancelled, readPrefix, waitTurn, wireBytes } from "./recipes.ts";
 type W = WireMessage;
 
 /** The Leases service's implementation for the gRPC server. */
-export function leasesService(host: ApiHost): UntypedServiceImplementation {
+export function leasesService(host: ApiHost, events: LeaseEventHub): UntypedServiceImplementation {
   return {
     Acquire: host.unary((w, call) => acquire(host, w, call)),
-    Renew: host.unary((w, call) => renew(host, w, call)),
+    Renew: host.unary((w, call) => renew(host, w, call, events)),
     Release: host.unary((w, call) => release(host, w, call)),
     Get: host.unary((w, call) => get(host, w, call)),
     List: host.unary((w, call) => list(host, w, call)),
+    Events: (call: ServerWritableStream<W, W>) => void streamEvents(host, call, events),
   };
 }
+
+const EVENT_TYPES: Readonly<Record<LeaseEventType, number>> = {
+  grant: 0,
+  queue: 1,
+  renew: 2,
+  release: 3,
+  expire: 4,
+  revoke: 5,
+};
+
+/**
+ * Leases.Events: every event of the resources under the prefix, from now on, until the client
+ * cancels. A client that does not read (grpc-js holding more than EVENTS_BUFFERED_MAX unsent
+ * messages) is cut off with RESOURCE_EXHAUSTED rather than buffered without bound.
+ */
+async function streamEvents(
+  host: ApiHost,
+  call: ServerWritableStream<W, W>,
+  events: LeaseEventHub,
+): Promise<void> {
+  const fail = (err: unknown) => {
+    call.on("error", () => {});
+    call.emit("error", host.toServiceError(err));
+  };
+  try {
+    const prefix = typeof call.request.prefix === "string" ? call.request.prefix : "";
+    if (prefix.includes("\u0000")) throw new LeaseholdError("invalid", "prefix: contains NUL");
+    const keys = resourceNamesPrefix(prefix);
+    await host.authorize(call, [{ key: keys, rangeEnd: prefixEnd(keys), type: "read" }]);
+    let unsubscribe: (() => void) | undefined;
+    const stop = () => unsubscribe?.();
+    unsubscribe = events.subscribe(prefix, (e) => {
+      if (call.writableLength > EVENTS_BUFFERED_MAX) {
+        stop();
+        fail(new LeaseholdError("invalid", "the events stream was not read: too many events unsent"));
+        return;
+      }
+      call.write({
+        type: EVENT_TYPES[e.type],
+        holding: holdingToWire(e.claim, 0, -1),
+        revision: e.revision,
+      });
+    });
+    if (unsubscribe === undefined) throw new ErrorAnswer("RequestTooManyRequests");
+    call.on("cancelled", stop);
+    call.on("close", stop);
+    call.on("error", stop);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** Unsent event messages a stream may hold before it is cut off. */
+const EVENTS_BUFFERED_MAX = 10_000;
 
 /** The Fences service's implementation for the gRPC server. */
 export function fencesService(host: ApiHost): UntypedServiceImplementation {
@@ -186,7 +242,7 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   }
 }
 
-async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+async function renew(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
   await host.authorize(call, []);
@@ -201,6 +257,7 @@ async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
     );
   const ttl = await host.member.keepAlive(id);
   if (ttl <= 0) throw new LeaseholdError("notFound", `lease ${hexLease(id)} has expired`);
+  events.renewed(claim);
   return { header: host.header(), ttl };
 }
 

@@ -142,7 +142,14 @@ export const ETCD_SERVICES = {
   // leasehold's own services (leaseholdpb/leasehold.proto), on the same port.
   Leases: {
     fullName: "leasehold.v1.Leases",
-    methods: { Acquire: "unary", Renew: "unary", Release: "unary", Get: "unary", List: "unary" },
+    methods: {
+      Acquire: "unary",
+      Renew: "unary",
+      Release: "unary",
+      Get: "unary",
+      List: "unary",
+      Events: "server-stream",
+    },
   },
   Fences: {
     fullName: "leasehold.v1.Fences",

@@ -67,6 +67,7 @@ import { electionService } from "./election.ts";
 import type { EtcdErrorName } from "./errors.ts";
 import { etcdServiceError } from "./errors.ts";
 import { ClientFront, type FrontTls } from "./front.ts";
+import { LeaseEventHub } from "./lease-events.ts";
 import { LeaseholdError } from "./leasehold-errors.ts";
 import { fencesService, leasesService } from "./leases.ts";
 import { lockService } from "./lock.ts";
@@ -246,7 +247,9 @@ export class ApiServer implements ApiHost {
     );
     this.register(api.services.Lock, lockService(this));
     this.register(api.services.Election, electionService(this));
-    this.register(api.services.Leases, leasesService(this));
+    const leaseEvents = new LeaseEventHub(() => this.member.machine);
+    this.member.entryApplied = (res) => leaseEvents.applied(res);
+    this.register(api.services.Leases, leasesService(this, leaseEvents));
     this.register(api.services.Fences, fencesService(this));
     this.register(api.services.Counters, countersService(this));
     this.register(api.services.Semaphores, semaphoresService(this));

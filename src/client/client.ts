@@ -101,6 +101,14 @@ export interface Counter {
   ): Promise<{ succeeded: boolean; value: bigint }>;
 }
 
+/** One event of `events()`: what happened to a holding, at which revision. */
+export interface LeaseEvent {
+  readonly type: "grant" | "queue" | "renew" | "release" | "expire" | "revoke";
+  /** The claim it is about (remainingMs: -1). */
+  readonly holding: Holding;
+  readonly revision: number;
+}
+
 /** One change seen by `watch()`. */
 export interface WatchEvent {
   readonly type: "put" | "delete";
@@ -252,13 +260,6 @@ export class LeaseholdClient {
     const create: W = { key: k };
     if (options.prefix === true) create.range_end = prefixEndOf(k);
     if (options.startRevision !== undefined) create.start_revision = options.startRevision;
-    const queue: (WatchEvent | Error | "end")[] = [];
-    let wake: (() => void) | undefined;
-    const push = (x: WatchEvent | Error | "end") => {
-      queue.push(x);
-      wake?.();
-      wake = undefined;
-    };
     const endpoint = this.endpoints[this.current % this.endpoints.length]!;
     const svc = this.client(endpoint, "etcdserverpb.Watch") as unknown as {
       Watch(md: Metadata): NodeJS.EventEmitter & { write(m: W): void; cancel(): void };
@@ -266,45 +267,43 @@ export class LeaseholdClient {
     const md = new Metadata();
     if (this.token !== undefined) md.set("token", this.token);
     const stream = svc.Watch(md);
-    stream.on("data", (r: W) => {
-      for (const e of (r.events as W[]) ?? []) {
+    stream.write({ create_request: create });
+    yield* drainStream(stream, options.signal, (r: W) => {
+      if (r.canceled === true)
+        throw new CancelledError(`leasehold: the watch was cancelled: ${String(r.cancel_reason)}`);
+      return ((r.events as W[]) ?? []).map((e) => {
         const kv = e.kv as W;
-        push({
-          type: e.type === 1 || e.type === "DELETE" ? "delete" : "put",
+        return {
+          type: e.type === 1 || e.type === "DELETE" ? ("delete" as const) : ("put" as const),
           key: Buffer.from(kv.key as Buffer).toString(),
           value: Buffer.from(kv.value as Buffer).toString(),
           revision: Number(kv.mod_revision),
-        });
-      }
-      if (r.canceled === true)
-        push(new CancelledError(`leasehold: the watch was cancelled: ${String(r.cancel_reason)}`));
+        };
+      });
     });
-    stream.on("error", (e: unknown) => push(toClientError(e)));
-    stream.on("end", () => push("end"));
-    const onAbort = () => push("end");
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    stream.write({ create_request: create });
-    try {
-      for (;;) {
-        const x = queue.shift();
-        if (x === undefined) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
-          continue;
-        }
-        if (x === "end") return;
-        if (x instanceof Error) {
-          if (options.signal?.aborted === true) return;
-          throw x;
-        }
-        yield x;
-      }
-    } finally {
-      options.signal?.removeEventListener("abort", onAbort);
-      stream.on("error", () => {});
-      stream.cancel();
-    }
+  }
+
+  /**
+   * What happens to the holdings of every resource whose name starts with
+   * `prefix`, from now on (leasehold.v1 Leases.Events), as an async
+   * iterator; it ends when `signal` aborts or the loop breaks. Renewals show
+   * only as seen by the member this client talks to.
+   */
+  async *events(prefix: string, options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<LeaseEvent> {
+    const endpoint = this.endpoints[this.current % this.endpoints.length]!;
+    const svc = this.client(endpoint, LEASES[0]) as unknown as {
+      Events(req: W, md: Metadata): NodeJS.EventEmitter & { cancel(): void };
+    };
+    const md = new Metadata();
+    if (this.token !== undefined) md.set("token", this.token);
+    const stream = svc.Events({ prefix }, md);
+    yield* drainStream(stream, options.signal, (r: W) => [
+      {
+        type: LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke",
+        holding: holdingOf(r.holding as W),
+        revision: Number(r.revision),
+      },
+    ]);
   }
 
   /** Proposes a claim (Acquire of a resource or a semaphore) and wraps the answer in a kept-alive Lease. */
@@ -632,6 +631,58 @@ function holdingOf(w: W): Holding {
     remainingMs: Number(w.remaining_ms),
   };
 }
+
+/**
+ * The items of a server stream as an async iterator: `items` turns each message into items (or
+ * throws to end with an error); the stream ends with the server's end, an error, or `signal`.
+ */
+async function* drainStream<T>(
+  stream: NodeJS.EventEmitter & { cancel(): void },
+  signal: AbortSignal | undefined,
+  items: (message: W) => readonly T[],
+): AsyncGenerator<T> {
+  const queue: (T | Error | "end")[] = [];
+  let wake: (() => void) | undefined;
+  const push = (x: T | Error | "end") => {
+    queue.push(x);
+    wake?.();
+    wake = undefined;
+  };
+  stream.on("data", (m: W) => {
+    try {
+      for (const x of items(m)) push(x);
+    } catch (e) {
+      push(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+  stream.on("error", (e: unknown) => push(toClientError(e)));
+  stream.on("end", () => push("end"));
+  const onAbort = () => push("end");
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      const x = queue.shift();
+      if (x === undefined) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        continue;
+      }
+      if (x === "end") return;
+      if (x instanceof Error) {
+        if (signal?.aborted === true) return;
+        throw x;
+      }
+      yield x;
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    stream.on("error", () => {});
+    stream.cancel();
+  }
+}
+
+const LEASE_EVENT_TYPES = ["grant", "queue", "renew", "release", "expire", "revoke"] as const;
 
 /** The end of the range of every key starting with `k` (etcd's prefix end). */
 function prefixEndOf(k: Buffer): Buffer {

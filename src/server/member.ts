@@ -310,6 +310,8 @@ export class Member {
   onLeaderChange: (leader: MemberId) => void = () => {};
   /** What the metrics count (src/api/metrics.ts sets it); every hook is optional. */
   observer: MemberObserver = {};
+  /** Told every applied normal entry's result, after the observer (the API's lease event hub). */
+  entryApplied: ((result: ApplyResult) => void) | undefined = undefined;
   private lastLeader: MemberId = NO_MEMBER;
   private snapshotIndex: number;
 
@@ -994,6 +996,7 @@ export class Member {
     const startMs = this.now();
     const res = this.replica.apply(e.index, e.data, startMs);
     this.observer.applied?.(res, (this.now() - startMs) / 1000);
+    this.entryApplied?.(res);
     if (res.result.kind === "member") this.onMembershipChange(undefined); // new peer URLs: redial
     if (mine === undefined) return;
     // Same index and term: the very entry proposed (log matching). Equal bytes are not enough: two

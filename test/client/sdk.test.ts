@@ -249,6 +249,45 @@ describe.each(modes)("the SDK against $name", (mode) => {
     expect(seen.slice(-2)).toEqual(["put sdk/w/b 2", "delete sdk/w/a "]);
   });
 
+  it("events() reports grant, queue, renew, release and the waiter's grant, in order", async () => {
+    const ctl = new AbortController();
+    const seen: string[] = [];
+    let wake: (() => void) | undefined;
+    const done = (async () => {
+      for await (const e of alice.events("sdk/ev/", { signal: ctl.signal })) {
+        seen.push(`${e.type} ${e.holding.resource} ${e.holding.holder}`);
+        wake?.();
+      }
+    })();
+    const until = async (line: string) => {
+      while (!seen.includes(line)) await new Promise<void>((r) => (wake = r));
+    };
+    // The stream is open once it reports something: probe until it does.
+    for (let i = 0; !seen.some((l) => l.startsWith("grant sdk/ev/probe")); i++) {
+      await (await alice.acquire("sdk/ev/probe", { ttl: 30, holder: `p${i}` })).release();
+    }
+    seen.length = 0;
+    const a = await alice.acquire("sdk/ev/r", { ttl: 30, holder: "alice" });
+    const waiting = bob.acquire("sdk/ev/r", { ttl: 30, holder: "bob", wait: true });
+    await until("queue sdk/ev/r bob");
+    await a.renew();
+    await until("renew sdk/ev/r alice");
+    await a.release();
+    const b = await waiting;
+    await until("grant sdk/ev/r bob");
+    expect(seen).toEqual([
+      "grant sdk/ev/r alice",
+      "queue sdk/ev/r bob",
+      "renew sdk/ev/r alice",
+      "release sdk/ev/r alice",
+      "grant sdk/ev/r bob",
+      ...seen.slice(5).filter((l) => l.startsWith("renew sdk/ev/r bob")),
+    ]);
+    ctl.abort();
+    await done;
+    await b.release();
+  });
+
   it("a call on a closed client fails at once with a typed error", async () => {
     const c = await newClient();
     await c.close();

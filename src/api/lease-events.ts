@@ -1,0 +1,103 @@
+/**
+ * Lease events (leasehold.v1 Leases.Events): what happens to the holdings of
+ * resources, as a stream per subscriber, derived from the entries this member
+ * applies (so every member serves them, in log order).
+ *
+ * From one applied entry (its ApplyResult and the state after it):
+ * - a claim key put (an Acquire): "grant" when the claim holds now, else
+ *   "queue";
+ * - a claim key deleted: "release" when the entry was a Release, "expire" for
+ *   the leader's expiry, "revoke" for anything else (a lease revoke, a delete
+ *   through the etcd API); then, for each resource that lost a claim older
+ *   than its holder now, "grant" for that holder (a waiter moved up);
+ * - "renew": only on the member that answered the renewal (`renewed`):
+ *   keepalives are answered from the leader's memory and never logged, so no
+ *   other member learns of them. Subscribe on the member you renew through
+ *   to see them.
+ * Events carry the claim (resource, holder, lease, fencing token) and the
+ * revision of the entry (renew: the member's current revision).
+ *
+ * Bounds: at most EVENT_SUBSCRIBERS_MAX subscribers per member; a subscriber
+ * is a callback that must not throw (the gRPC handler writes and applies its
+ * own backpressure policy).
+ */
+
+import type { ApplyResult, ResourceClaim, StateMachine } from "../state/index.ts";
+import { claimOf } from "../state/index.ts";
+
+export type LeaseEventType = "grant" | "queue" | "renew" | "release" | "expire" | "revoke";
+
+/** One event; `revision` as the header of the entry that caused it. */
+export interface LeaseEvent {
+  readonly type: LeaseEventType;
+  readonly claim: ResourceClaim;
+  readonly revision: number;
+}
+
+/** The most event subscribers one member keeps. */
+export const EVENT_SUBSCRIBERS_MAX = 10_000;
+
+interface Subscriber {
+  readonly prefix: string;
+  readonly listener: (e: LeaseEvent) => void;
+}
+
+/** The subscribers of one member, fed by Member.entryApplied. */
+export class LeaseEventHub {
+  private readonly subscribers = new Set<Subscriber>();
+
+  constructor(private readonly machine: () => StateMachine) {}
+
+  /** Calls `listener` with every event of a resource whose name starts with `prefix`; undefined when full. */
+  subscribe(prefix: string, listener: (e: LeaseEvent) => void): (() => void) | undefined {
+    if (this.subscribers.size >= EVENT_SUBSCRIBERS_MAX) return undefined;
+    const s: Subscriber = { prefix, listener };
+    this.subscribers.add(s);
+    return () => this.subscribers.delete(s);
+  }
+
+  get size(): number {
+    return this.subscribers.size;
+  }
+
+  /** A renewal this member answered. */
+  renewed(claim: ResourceClaim): void {
+    if (this.subscribers.size === 0) return;
+    this.emit({ type: "renew", claim, revision: this.machine().currentRevision() });
+  }
+
+  /** One applied entry (see the header). */
+  applied(res: ApplyResult): void {
+    if (this.subscribers.size === 0 || res.replayed || res.events.length === 0) return;
+    const m = this.machine();
+    const revision = res.result.header.revision;
+    const cause: LeaseEventType =
+      res.result.kind === "release" ? "release" : res.result.kind === "leaseExpire" ? "expire" : "revoke";
+    /** Per resource that lost claims: the oldest token lost. */
+    const lost = new Map<string, number>();
+    for (const e of res.events) {
+      if (e.type === "put") {
+        const c = claimOf(e.kv);
+        if (c === undefined || e.prevKv !== undefined) continue;
+        const holder = m.resourceHolder(c.resource);
+        this.emit({ type: holder?.lease === c.lease ? "grant" : "queue", claim: c, revision });
+      } else {
+        const c = e.prevKv === undefined ? undefined : claimOf(e.prevKv);
+        if (c === undefined) continue;
+        this.emit({ type: cause, claim: c, revision });
+        const before = lost.get(c.resource);
+        if (before === undefined || c.token < before) lost.set(c.resource, c.token);
+      }
+    }
+    for (const [resource, oldestLost] of lost) {
+      const holder = m.resourceHolder(resource);
+      // The holder is the oldest claim: losing a claim older than it means it just moved up.
+      if (holder !== undefined && oldestLost < holder.token)
+        this.emit({ type: "grant", claim: holder, revision });
+    }
+  }
+
+  private emit(e: LeaseEvent): void {
+    for (const s of this.subscribers) if (e.claim.resource.startsWith(s.prefix)) s.listener(e);
+  }
+}
