@@ -10,11 +10,13 @@ export type {
   ConnectOptions,
   Counter,
   Holding,
+  LeaseEvent,
   WatchEvent,
 } from "./client/client.ts";
 export { connect, Lease, LeaseholdClient } from "./client/client.ts";
 export type { ClientErrorKind, LostLeaseState } from "./client/errors.ts";
 export {
+  BeforeDeadlineError,
   CancelledError,
   CounterOverflowError,
   DeadlineExceededError,
@@ -30,6 +32,7 @@ export {
   NotHolderError,
   PermissionDeniedError,
   PermitsMismatchError,
+  ReleaseNotRequestedError,
   ResourceHeldError,
   SemaphoreFullError,
   StaleFenceError,

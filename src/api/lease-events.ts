@@ -10,6 +10,8 @@
  *   the leader's expiry, "revoke" for anything else (a lease revoke, a delete
  *   through the etcd API); then, for each resource that lost a claim older
  *   than its holder now, "grant" for that holder (a waiter moved up);
+ * - a release request key put (RequestRelease): "releaseRequested", with
+ *   the request, for the holding it names;
  * - "renew": only on the member that answered the renewal (`renewed`):
  *   keepalives are answered from the leader's memory and never logged, so no
  *   other member learns of them. Subscribe on the member you renew through
@@ -22,16 +24,25 @@
  * own backpressure policy).
  */
 
-import type { ApplyResult, ResourceClaim, StateMachine } from "../state/index.ts";
-import { claimOf } from "../state/index.ts";
+import type { ApplyResult, ReleaseRequest, ResourceClaim, StateMachine } from "../state/index.ts";
+import { claimOf, releaseRequestOf } from "../state/index.ts";
 
-export type LeaseEventType = "grant" | "queue" | "renew" | "release" | "expire" | "revoke";
+export type LeaseEventType =
+  | "grant"
+  | "queue"
+  | "renew"
+  | "release"
+  | "expire"
+  | "revoke"
+  | "releaseRequested";
 
 /** One event; `revision` as the header of the entry that caused it. */
 export interface LeaseEvent {
   readonly type: LeaseEventType;
   readonly claim: ResourceClaim;
   readonly revision: number;
+  /** releaseRequested: the request. */
+  readonly request?: ReleaseRequest;
 }
 
 /** The most event subscribers one member keeps. */
@@ -77,6 +88,12 @@ export class LeaseEventHub {
     const lost = new Map<string, number>();
     for (const e of res.events) {
       if (e.type === "put") {
+        const request = releaseRequestOf(e.kv);
+        if (request !== undefined) {
+          const c = m.claimOfLease(request.resource, request.lease);
+          if (c !== undefined) this.emit({ type: "releaseRequested", claim: c, revision, request });
+          continue;
+        }
         const c = claimOf(e.kv);
         if (c === undefined || e.prevKv !== undefined) continue;
         const holder = m.resourceHolder(c.resource);

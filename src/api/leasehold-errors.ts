@@ -33,6 +33,10 @@ export const LEASEHOLD_ERROR_CODES = {
   semaphoreFull: status.ALREADY_EXISTS,
   /** Semaphores.Acquire naming other permits than the semaphore has (trailer: permits). */
   permitsMismatch: status.INVALID_ARGUMENT,
+  /** Leases.Revoke of a holding nobody asked to release. */
+  notRequested: status.FAILED_PRECONDITION,
+  /** Leases.Revoke before the release request's deadline (trailer: requester). */
+  beforeDeadline: status.FAILED_PRECONDITION,
 } as const;
 
 export type LeaseholdErrorKind = keyof typeof LEASEHOLD_ERROR_CODES;

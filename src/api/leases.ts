@@ -37,9 +37,11 @@
 import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { ResourceClaim, StateMachine } from "../state/index.ts";
 import {
+  holderProblem,
   leaseId,
   MAX_LEASE_TTL_SECONDS,
   prefixEnd,
+  RELEASE_REASON_LENGTH_MAX,
   resourceKey,
   resourceNameProblem,
   resourceNamesPrefix,
@@ -76,7 +78,70 @@ export function leasesService(host: ApiHost, events: LeaseEventHub): UntypedServ
     Get: host.unary((w, call) => get(host, w, call)),
     List: host.unary((w, call) => list(host, w, call)),
     Events: (call: ServerWritableStream<W, W>) => void streamEvents(host, call, events),
+    RequestRelease: host.unary((w, call) => requestRelease(host, w, call)),
+    Revoke: host.unary((w, call) => forceRevoke(host, w, call)),
   };
+}
+
+/** Leases.RequestRelease: one proposal (a deadline lease and the request next to the claim). */
+async function requestRelease(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const requester = typeof w.requester === "string" ? w.requester : "";
+  const problem = holderProblem(requester);
+  if (problem !== undefined)
+    throw new LeaseholdError("invalid", `requester: ${problem.replace("holder", "requester")}`);
+  const reason = typeof w.reason === "string" ? w.reason : "";
+  if (reason.length > RELEASE_REASON_LENGTH_MAX)
+    throw new LeaseholdError("invalid", `reason: longer than ${RELEASE_REASON_LENGTH_MAX} characters`);
+  const deadline = int64FromWire(w.deadline_seconds ?? "0");
+  if (deadline <= 0n || deadline > BigInt(MAX_LEASE_TTL_SECONDS))
+    throw new LeaseholdError("invalid", `deadline_seconds: expected 1 to ${MAX_LEASE_TTL_SECONDS}`);
+  const auth = await host.authorize(call, []);
+  const out = await host.propose({
+    type: "requestRelease",
+    resource,
+    requester,
+    reason,
+    id: leaseId(0n),
+    deadlineSeconds: Number(deadline),
+    auth,
+    ...sessionOf(call),
+  });
+  const r = out.result;
+  sessionRefusal(r);
+  if (r.kind !== "requestRelease") throwFailed(r);
+  if (r.holder === undefined) throw new LeaseholdError("notFound", `nobody holds "${resource}"`);
+  return { header: host.header(r.header.revision), holding: holdingToWire(r.holder, 0, -1) };
+}
+
+/** Leases.Revoke: allowed once a release was requested and its deadline passed (checked where it applies). */
+async function forceRevoke(host: ApiHost, w: W, call: CallInfo): Promise<W> {
+  const resource = resourceOf(w);
+  const id = leaseOf(w);
+  const auth = await host.authorize(call, []);
+  const out = await host.propose({ type: "forceRevoke", resource, id, auth, ...sessionOf(call) });
+  const r = out.result;
+  sessionRefusal(r);
+  if (r.kind !== "forceRevoke") throwFailed(r);
+  switch (r.outcome) {
+    case "revoked":
+      return { header: host.header(r.header.revision) };
+    case "noClaim":
+      throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim on "${resource}"`);
+    case "notRequested":
+      throw new LeaseholdError(
+        "notRequested",
+        `nobody asked the holder of "${resource}" (lease ${hexLease(id)}) to release it: RequestRelease first`,
+      );
+    case "beforeDeadline": {
+      const req = await host.member.read(false, (m) => m.releaseRequest(resource, id));
+      throw new LeaseholdError(
+        "beforeDeadline",
+        `the release of "${resource}" (lease ${hexLease(id)}) was requested${req === undefined ? "" : ` by "${req.request.requester}"`}; its deadline has not passed yet`,
+        req === undefined ? {} : { requester: req.request.requester },
+      );
+    }
+  }
 }
 
 const EVENT_TYPES: Readonly<Record<LeaseEventType, number>> = {
@@ -86,6 +151,7 @@ const EVENT_TYPES: Readonly<Record<LeaseEventType, number>> = {
   release: 3,
   expire: 4,
   revoke: 5,
+  releaseRequested: 6,
 };
 
 /**
@@ -119,6 +185,13 @@ async function streamEvents(
         type: EVENT_TYPES[e.type],
         holding: holdingToWire(e.claim, 0, -1),
         revision: e.revision,
+        ...(e.request === undefined
+          ? {}
+          : {
+              requester: e.request.requester,
+              reason: e.request.reason,
+              deadline_seconds: e.request.deadlineSeconds,
+            }),
       });
     });
     if (unsubscribe === undefined) throw new ErrorAnswer("RequestTooManyRequests");

@@ -149,6 +149,8 @@ export const ETCD_SERVICES = {
       Get: "unary",
       List: "unary",
       Events: "server-stream",
+      RequestRelease: "unary",
+      Revoke: "unary",
     },
   },
   Fences: {

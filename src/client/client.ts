@@ -103,10 +103,16 @@ export interface Counter {
 
 /** One event of `events()`: what happened to a holding, at which revision. */
 export interface LeaseEvent {
-  readonly type: "grant" | "queue" | "renew" | "release" | "expire" | "revoke";
+  readonly type: "grant" | "queue" | "renew" | "release" | "expire" | "revoke" | "releaseRequested";
   /** The claim it is about (remainingMs: -1). */
   readonly holding: Holding;
   readonly revision: number;
+  /** releaseRequested: who asks, why, and the seconds given. */
+  readonly request?: {
+    readonly requester: string;
+    readonly reason: string;
+    readonly deadlineSeconds: number;
+  };
 }
 
 /** One change seen by `watch()`. */
@@ -297,13 +303,53 @@ export class LeaseholdClient {
     const md = new Metadata();
     if (this.token !== undefined) md.set("token", this.token);
     const stream = svc.Events({ prefix }, md);
-    yield* drainStream(stream, options.signal, (r: W) => [
+    yield* drainStream(stream, options.signal, (r: W): LeaseEvent[] => {
+      const type = LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke";
+      const base = { type, holding: holdingOf(r.holding as W), revision: Number(r.revision) };
+      if (type !== "releaseRequested") return [base];
+      const request = {
+        requester: String(r.requester),
+        reason: String(r.reason),
+        deadlineSeconds: Number(r.deadline_seconds),
+      };
+      return [{ ...base, request }];
+    });
+  }
+
+  /**
+   * Asks the holder of `resource` to let go within `deadlineSeconds` (it sees
+   * a "releaseRequested" event); after the deadline `revoke()` may end the
+   * holding. LeaseNotFoundError when nobody holds it. Answers the holding asked.
+   */
+  async requestRelease(
+    resource: string,
+    options: CallControl & {
+      readonly deadlineSeconds: number;
+      readonly reason?: string;
+      readonly requester?: string;
+    },
+  ): Promise<Holding> {
+    const r = await this.mutate(
+      LEASES[0],
+      "RequestRelease",
       {
-        type: LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke",
-        holding: holdingOf(r.holding as W),
-        revision: Number(r.revision),
+        resource,
+        requester: options.requester ?? this.holder,
+        deadline_seconds: options.deadlineSeconds,
+        reason: options.reason ?? "",
       },
-    ]);
+      options,
+    );
+    return holdingOf(r.holding as W);
+  }
+
+  /**
+   * Ends the holding of `leaseId` on `resource`: allowed once its release was
+   * requested and the deadline passed (BeforeDeadlineError before,
+   * ReleaseNotRequestedError without a request).
+   */
+  async revoke(resource: string, leaseId: bigint, control: CallControl = {}): Promise<void> {
+    await this.mutate(LEASES[0], "Revoke", { resource, lease_id: leaseId.toString() }, control);
   }
 
   /** Proposes a claim (Acquire of a resource or a semaphore) and wraps the answer in a kept-alive Lease. */
@@ -682,7 +728,15 @@ async function* drainStream<T>(
   }
 }
 
-const LEASE_EVENT_TYPES = ["grant", "queue", "renew", "release", "expire", "revoke"] as const;
+const LEASE_EVENT_TYPES = [
+  "grant",
+  "queue",
+  "renew",
+  "release",
+  "expire",
+  "revoke",
+  "releaseRequested",
+] as const;
 
 /** The end of the range of every key starting with `k` (etcd's prefix end). */
 function prefixEndOf(k: Buffer): Buffer {

@@ -200,6 +200,24 @@ export class PermitsMismatchError extends LeaseholdClientError {
   }
 }
 
+/** Leases.Revoke of a holding nobody asked to release. */
+export class ReleaseNotRequestedError extends LeaseholdClientError {
+  override name = "ReleaseNotRequestedError";
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, { ...options, kind: "notRequested", code: LEASEHOLD_ERROR_CODES.notRequested });
+  }
+}
+
+/** Leases.Revoke before the release request's deadline; `requester` asked. */
+export class BeforeDeadlineError extends LeaseholdClientError {
+  override name = "BeforeDeadlineError";
+  readonly requester: string | undefined;
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, { ...options, kind: "beforeDeadline", code: LEASEHOLD_ERROR_CODES.beforeDeadline });
+    this.requester = this.details.requester;
+  }
+}
+
 /** The class of each leasehold.v1 kind (a new kind fails to compile until it has one). */
 const LEASEHOLD_CLASSES: {
   readonly [K in LeaseholdErrorKind]: new (
@@ -217,6 +235,8 @@ const LEASEHOLD_CLASSES: {
   notCounter: NotCounterError,
   semaphoreFull: SemaphoreFullError,
   permitsMismatch: PermitsMismatchError,
+  notRequested: ReleaseNotRequestedError,
+  beforeDeadline: BeforeDeadlineError,
 };
 
 /** Whether `s` names a leasehold.v1 error kind. */

@@ -171,6 +171,13 @@ export function quotaCostBytes(cmd: Command): number {
       );
     case "fencedPut":
       return costPut(cmd.request);
+    case "requestRelease":
+      // A lease and two keys (resources.ts "Release requests"), the request's text as a value.
+      return (
+        QUOTA_LEASE_OVERHEAD_BYTES +
+        2 *
+          costPut({ key: resourceKey(cmd.resource, cmd.id), value: holderValue(cmd.requester + cmd.reason) })
+      );
     case "counterAdd":
     case "counterCas":
       // The counter key, its value at its longest (counters.ts).

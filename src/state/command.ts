@@ -218,6 +218,28 @@ export type Command =
       readonly session?: ClientSession | undefined;
       readonly auth?: CommandAuth | undefined;
     }
+  /**
+   * leasehold.v1 RequestRelease: ask `resource`'s holder to let go within `deadlineSeconds` (a
+   * deadline lease `id` of that TTL; resources.ts "Release requests"). Nobody holding: refused.
+   */
+  | {
+      readonly type: "requestRelease";
+      readonly resource: string;
+      readonly requester: string;
+      readonly reason: string;
+      readonly id: LeaseId;
+      readonly deadlineSeconds: number;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
+  /** leasehold.v1 Revoke: end the claim of lease `id` on `resource`, allowed once its release request's deadline passed. */
+  | {
+      readonly type: "forceRevoke";
+      readonly resource: string;
+      readonly id: LeaseId;
+      readonly session?: ClientSession | undefined;
+      readonly auth?: CommandAuth | undefined;
+    }
   /** leasehold.v1 FencedPut: `request`, only while `token` is `resource`'s current fencing token. */
   | {
       readonly type: "fencedPut";
@@ -353,6 +375,9 @@ type AuthCommandBase<T> = T & {
   readonly session?: ClientSession | undefined;
   readonly auth?: CommandAuth | undefined;
 };
+
+/** Longest reason of a release request, in UTF-16 code units. */
+export const RELEASE_REASON_LENGTH_MAX = 1024;
 
 /** Longest user or role name, in UTF-16 code units. */
 export const AUTH_NAME_LENGTH_MAX = 65_536;
@@ -1069,6 +1094,17 @@ function commandToJson(cmd: Command): JsonObject {
       o.resource = cmd.resource;
       o.id = cmd.id.toString();
       o.holder = cmd.holder;
+      break;
+    case "requestRelease":
+      o.resource = cmd.resource;
+      o.requester = cmd.requester;
+      o.reason = cmd.reason;
+      o.id = cmd.id.toString();
+      o.deadlineSeconds = cmd.deadlineSeconds;
+      break;
+    case "forceRevoke":
+      o.resource = cmd.resource;
+      o.id = cmd.id.toString();
       break;
     case "fencedPut":
       o.resource = cmd.resource;
@@ -2044,6 +2080,8 @@ const COMMAND_TYPES: readonly CommandType[] = [
   "acquire",
   "release",
   "fencedPut",
+  "requestRelease",
+  "forceRevoke",
   "counterAdd",
   "counterCas",
   "semaphoreAcquire",
@@ -2061,6 +2099,8 @@ const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
   acquire: ["resource", "holder", "id", "ttlSeconds", "wait", "session", "auth"],
   release: ["resource", "id", "holder", "session", "auth"],
   fencedPut: ["resource", "token", "request", "session", "auth"],
+  requestRelease: ["resource", "requester", "reason", "id", "deadlineSeconds", "session", "auth"],
+  forceRevoke: ["resource", "id", "session", "auth"],
   counterAdd: ["counter", "delta", "session", "auth"],
   counterCas: ["counter", "expected", "value", "session", "auth"],
   semaphoreAcquire: ["semaphore", "holder", "id", "ttlSeconds", "permits", "wait", "session", "auth"],
@@ -2197,6 +2237,25 @@ function commandFromJson(v: unknown): Command {
         resource: required(o, "resource", resourceName),
         id: required(o, "id", tableLease),
         holder: required(o, "holder", holderName),
+      });
+    case "requestRelease":
+      return withSession({
+        type,
+        resource: required(o, "resource", resourceName),
+        requester: required(o, "requester", holderName),
+        reason: required(o, "reason", (x, p) => {
+          if (typeof x !== "string" || x.length > RELEASE_REASON_LENGTH_MAX)
+            fail(p, `expected a string of at most ${RELEASE_REASON_LENGTH_MAX} chars`);
+          return x;
+        }),
+        id: required(o, "id", tableLease),
+        deadlineSeconds: required(o, "deadlineSeconds", anyInt),
+      });
+    case "forceRevoke":
+      return withSession({
+        type,
+        resource: required(o, "resource", resourceName),
+        id: required(o, "id", tableLease),
       });
     case "fencedPut":
       return withSession({

@@ -79,6 +79,7 @@ export {
   encodeCommand,
   MEMBER_TEXT_LENGTH_MAX,
   MEMBER_URLS_MAX,
+  RELEASE_REASON_LENGTH_MAX,
   SESSION_CLIENT_ID_LENGTH_MAX,
   tryDecodeCommand,
 } from "./command.ts";
@@ -181,14 +182,19 @@ export {
 } from "./mvcc.ts";
 export type { KeepAliveAnswer, LeadershipChange, RaftView, ReplicaOptions } from "./replica.ts";
 export { Replica } from "./replica.ts";
-export type { ResourceClaim } from "./resources.ts";
+export type { ReleaseRequest, ResourceClaim } from "./resources.ts";
 export {
   claimOf,
   HOLDER_BYTES_MAX,
   holderProblem,
   nameProblem,
+  RELEASE_DEADLINE_PREFIX,
+  RELEASE_REQUEST_PREFIX,
   RESOURCE_KEY_PREFIX,
   RESOURCE_NAME_BYTES_MAX,
+  releaseDeadlineKey,
+  releaseRequestKey,
+  releaseRequestOf,
   resourceKey,
   resourceNameProblem,
   resourceNamesPrefix,

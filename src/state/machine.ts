@@ -92,8 +92,17 @@ import type {
   WriteOptions,
 } from "./mvcc.ts";
 import { MvccStore } from "./mvcc.ts";
-import type { ResourceClaim } from "./resources.ts";
-import { claimOf, holderValue, resourceKey, resourceNamesPrefix, resourcePrefix } from "./resources.ts";
+import type { ReleaseRequest, ResourceClaim } from "./resources.ts";
+import {
+  claimOf,
+  holderValue,
+  releaseDeadlineKey,
+  releaseRequestKey,
+  releaseRequestOf,
+  resourceKey,
+  resourceNamesPrefix,
+  resourcePrefix,
+} from "./resources.ts";
 import type { SemaphoreClaim } from "./semaphores.ts";
 import {
   semaphoreClaimOf,
@@ -105,7 +114,7 @@ import {
 import type { SessionOptions, SessionSnapshotEntry } from "./session.ts";
 import { SessionTable } from "./session.ts";
 import type { KeyValue, KvEvent, LeaseId, Revision } from "./types.ts";
-import { leaseId } from "./types.ts";
+import { leaseId, NO_LEASE } from "./types.ts";
 import type { WatchHubOptions } from "./watch.ts";
 import { WatchHub } from "./watch.ts";
 
@@ -195,6 +204,23 @@ export type CommandResult =
     }
   /** release applied: the claim's lease revoked, its keys deleted at header.revision. */
   | { readonly kind: "release"; readonly header: ResponseHeader; readonly deleted: number }
+  /**
+   * requestRelease applied: `holder` is the holding asked (undefined: nobody held it, nothing
+   * made); `deadlineLease` the lease whose expiry is the deadline.
+   */
+  | {
+      readonly kind: "requestRelease";
+      readonly header: ResponseHeader;
+      readonly holder: ResourceClaim | undefined;
+      readonly deadlineLease: LeaseId;
+    }
+  /** forceRevoke applied: "revoked", or why not (nothing changed). */
+  | {
+      readonly kind: "forceRevoke";
+      readonly header: ResponseHeader;
+      readonly outcome: "revoked" | "noClaim" | "notRequested" | "beforeDeadline";
+      readonly deleted: number;
+    }
   /** fencedPut applied: `ok` when the token was current and the put was made; holder: the current holder. */
   | {
       readonly kind: "fencedPut";
@@ -768,6 +794,26 @@ export class StateMachine {
         const deleted = this.deleteLeaseKeys(r.keys, fx);
         return { kind: "release", header: this.header(), deleted };
       }
+      case "requestRelease":
+        return this.requestRelease(cmd, index, fx);
+      case "forceRevoke": {
+        const refuse = (outcome: "noClaim" | "notRequested" | "beforeDeadline"): CommandResult => ({
+          kind: "forceRevoke",
+          header: this.header(),
+          outcome,
+          deleted: 0,
+        });
+        if (this.claimOfLease(cmd.resource, cmd.id) === undefined) return refuse("noClaim");
+        if (this.currentKv(releaseRequestKey(cmd.resource, cmd.id)) === undefined)
+          return refuse("notRequested");
+        if (this.currentKv(releaseDeadlineKey(cmd.resource, cmd.id)) !== undefined)
+          return refuse("beforeDeadline");
+        const r = this.leases.revoke(cmd.id);
+        assert(r.ok, "machine: the lease of a claim is not in the table");
+        fx.leaseRevokes.push(cmd.id);
+        const deleted = this.deleteLeaseKeys(r.keys, fx);
+        return { kind: "forceRevoke", header: this.header(), outcome: "revoked", deleted };
+      }
       case "fencedPut": {
         const holder = this.resourceHolder(cmd.resource);
         if (holder === undefined || holder.token !== cmd.token)
@@ -900,6 +946,18 @@ export class StateMachine {
           cmd.auth,
           putChecks(cmd.request, auth.isAdmin(cmd.auth) ? noKeys : leaseKeys),
         );
+      case "requestRelease":
+        // Writes the request next to the claim: write access to the resource's claims.
+        return auth.checkAccess(cmd.auth, [
+          {
+            key: resourcePrefix(cmd.resource),
+            rangeEnd: prefixEnd(resourcePrefix(cmd.resource)),
+            type: "write",
+          },
+        ]);
+      case "forceRevoke":
+        if (auth.isAdmin(cmd.auth)) return undefined;
+        return auth.checkAccess(cmd.auth, leaseWriteChecks(leaseKeys(cmd.id)));
       case "counterAdd":
       case "counterCas":
         // Reads the value (the answer carries it) and writes it.
@@ -953,6 +1011,8 @@ export class StateMachine {
         case "acquire":
         case "release":
         case "fencedPut":
+        case "requestRelease":
+        case "forceRevoke":
         case "counterAdd":
         case "counterCas":
         case "semaphoreAcquire":
@@ -1009,6 +1069,55 @@ export class StateMachine {
       holder: holder ?? mine,
       position: claims.length,
     };
+  }
+
+  /** leasehold.v1 RequestRelease (resources.ts "Release requests"): two keys in one revision, or nothing. */
+  private requestRelease(
+    cmd: Extract<Command, { type: "requestRelease" }>,
+    index: number,
+    fx: Effects,
+  ): CommandResult {
+    const holder = this.resourceHolder(cmd.resource);
+    if (holder === undefined)
+      return { kind: "requestRelease", header: this.header(), holder, deadlineLease: NO_LEASE };
+    const g = this.leases.grant(cmd.id, cmd.deadlineSeconds, { index });
+    if (!g.ok) return this.failed(cmd.type, g.reason === "exists" ? "leaseExists" : "ttlTooLarge");
+    const value = encoder.encode(
+      JSON.stringify({ requester: cmd.requester, reason: cmd.reason, deadlineSeconds: g.ttlSeconds }),
+    );
+    const r = this.mvcc.txn(
+      {
+        success: [
+          {
+            type: "put",
+            request: { key: releaseRequestKey(cmd.resource, holder.lease), value, lease: holder.lease },
+          },
+          {
+            type: "put",
+            request: { key: releaseDeadlineKey(cmd.resource, holder.lease), value: EMPTY, lease: g.id },
+          },
+        ],
+      },
+      this.writeOptions,
+    );
+    assert(r.ok, "machine: the keys of a release request were refused");
+    this.leases.applyLeaseChanges(r.leaseChanges);
+    fx.events = r.events;
+    const info = this.leases.get(g.id);
+    assert(info !== undefined, "machine: granted lease not in the table");
+    fx.leaseGrants.push(info);
+    return { kind: "requestRelease", header: { revision: r.revision }, holder, deadlineLease: g.id };
+  }
+
+  /** The release request on the holding of lease `id` on `resource`, if any. */
+  releaseRequest(
+    resource: string,
+    id: LeaseId,
+  ): { request: ReleaseRequest; deadlinePassed: boolean } | undefined {
+    const kv = this.currentKv(releaseRequestKey(resource, id));
+    const request = kv === undefined ? undefined : releaseRequestOf(kv);
+    if (request === undefined) return undefined;
+    return { request, deadlinePassed: this.currentKv(releaseDeadlineKey(resource, id)) === undefined };
   }
 
   /** The claims on `resource`, oldest (the holder) first; keys under its prefix that are not claims are skipped. */

@@ -151,6 +151,66 @@ export function claimNameOf(
   return name;
 }
 
+/**
+ * Release requests (leasehold.v1 RequestRelease / Revoke). A request on the
+ * holding of lease L on resource R is two keys, made in one revision:
+ *   leasehold/release-requests/<R> NUL <L hex>   value: JSON {requester, reason,
+ *                                                deadlineSeconds}, on lease L
+ *                                                (it goes with the holding)
+ *   leasehold/release-deadlines/<R> NUL <L hex>  empty, on a fresh lease of
+ *                                                deadlineSeconds
+ * The leader's lessor expires the deadline lease like any other, so "the
+ * deadline passed" is "the request key exists and the deadline key is gone":
+ * decided in the log's order, by the leader's monotonic clock, never by a
+ * replica's. Revoke of L is allowed exactly then.
+ */
+export const RELEASE_REQUEST_PREFIX = "leasehold/release-requests/";
+export const RELEASE_DEADLINE_PREFIX = "leasehold/release-deadlines/";
+const REQUEST_PREFIX_BYTES = encoder.encode(RELEASE_REQUEST_PREFIX);
+
+/** The release request key of the holding of lease `id` on `resource`. */
+export function releaseRequestKey(resource: string, id: LeaseId): Uint8Array {
+  return claimKeyIn(RELEASE_REQUEST_PREFIX, resource, id);
+}
+
+/** The release deadline key of the holding of lease `id` on `resource`. */
+export function releaseDeadlineKey(resource: string, id: LeaseId): Uint8Array {
+  return claimKeyIn(RELEASE_DEADLINE_PREFIX, resource, id);
+}
+
+/** What a release request key holds. */
+export interface ReleaseRequest {
+  readonly resource: string;
+  readonly lease: LeaseId;
+  readonly requester: string;
+  readonly reason: string;
+  readonly deadlineSeconds: number;
+}
+
+/** The release request a key-value stands for, or undefined when it is not one. */
+export function releaseRequestOf(kv: KeyValue): ReleaseRequest | undefined {
+  const resource = claimNameOf(REQUEST_PREFIX_BYTES, kv, (n) => resourceNameProblem(n) === undefined);
+  if (resource === undefined) return undefined;
+  try {
+    const o = JSON.parse(decoder.decode(kv.value)) as Record<string, unknown>;
+    if (
+      typeof o.requester !== "string" ||
+      typeof o.reason !== "string" ||
+      typeof o.deadlineSeconds !== "number"
+    )
+      return undefined;
+    return {
+      resource,
+      lease: kv.lease,
+      requester: o.requester,
+      reason: o.reason,
+      deadlineSeconds: o.deadlineSeconds,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The holder identity stored as a claim's value. */
 export function holderValue(holder: string): Uint8Array {
   return encoder.encode(holder);

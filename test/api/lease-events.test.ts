@@ -63,6 +63,20 @@ describe("lease events", () => {
     expect(seen.slice(3)).toEqual(["revoke db c @7"]);
   });
 
+  it("a release request is reported to the holding it names, with who asked and why", () => {
+    const { seen, run } = setup();
+    run(acquire("db", "a", 1n));
+    run({
+      type: "requestRelease",
+      resource: "db",
+      requester: "ops",
+      reason: "drain",
+      id: leaseId(9n),
+      deadlineSeconds: 30,
+    });
+    expect(seen).toEqual(["grant db a @2", "releaseRequested db a @3"]);
+  });
+
   it("renewals reported by the member, the prefix filter, unsubscribe, and nothing for a session replay", () => {
     const { seen, run, hub, unsubscribe } = setup("jobs/");
     run(acquire("db", "a", 1n)); // not under the prefix

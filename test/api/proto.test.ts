@@ -230,7 +230,16 @@ describe("protos: services and streaming", () => {
     "v3lockpb.Lock": { Lock: u, Unlock: u },
     "v3electionpb.Election": { Campaign: u, Proclaim: u, Leader: u, Observe: "server-stream", Resign: u },
     // leasehold's own services, beside etcd's.
-    "leasehold.v1.Leases": { Acquire: u, Renew: u, Release: u, Get: u, List: u, Events: "server-stream" },
+    "leasehold.v1.Leases": {
+      Acquire: u,
+      Renew: u,
+      Release: u,
+      Get: u,
+      List: u,
+      Events: "server-stream",
+      RequestRelease: u,
+      Revoke: u,
+    },
     "leasehold.v1.Fences": { CheckFence: u, FencedPut: u },
     "leasehold.v1.Counters": { Add: u, Get: u, CompareAndSet: u },
     "leasehold.v1.Semaphores": { Acquire: u, Renew: u, Release: u, Get: u },

@@ -14,6 +14,7 @@ import {
   type LeaseholdErrorKind,
 } from "../../src/api/leasehold-errors.ts";
 import {
+  BeforeDeadlineError,
   CancelledError,
   CounterOverflowError,
   DeadlineExceededError,
@@ -29,6 +30,7 @@ import {
   NotHolderError,
   PermissionDeniedError,
   PermitsMismatchError,
+  ReleaseNotRequestedError,
   ResourceHeldError,
   SemaphoreFullError,
   StaleFenceError,
@@ -64,6 +66,8 @@ describe("leasehold.v1 kinds", () => {
     notCounter: NotCounterError,
     semaphoreFull: SemaphoreFullError,
     permitsMismatch: PermitsMismatchError,
+    notRequested: ReleaseNotRequestedError,
+    beforeDeadline: BeforeDeadlineError,
   };
 
   for (const kind of Object.keys(LEASEHOLD_ERROR_CODES) as LeaseholdErrorKind[]) {

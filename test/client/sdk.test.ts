@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type LeaseholdClient } from "../../src/client/client.ts";
 import {
+  BeforeDeadlineError,
   CancelledError,
   LeaseholdClientError,
   PermitsMismatchError,
@@ -286,6 +287,39 @@ describe.each(modes)("the SDK against $name", (mode) => {
     ctl.abort();
     await done;
     await b.release();
+  });
+
+  it("request-release: the holder hears of it; revoke waits for the deadline, then ends the holding", async () => {
+    const held = await alice.acquire("sdk/rr", { ttl: 30, holder: "alice" });
+    const ctl = new AbortController();
+    const heard: string[] = [];
+    const done = (async () => {
+      for await (const e of alice.events("sdk/rr", { signal: ctl.signal })) {
+        if (e.type === "releaseRequested") heard.push(`${e.request?.requester}: ${e.request?.reason}`);
+      }
+    })();
+    // Ask until the holder's stream (opened asynchronously) has heard it; each ask renews the request.
+    while (heard.length === 0) {
+      await bob.requestRelease("sdk/rr", { deadlineSeconds: 60, reason: "maintenance", requester: "ops" });
+    }
+    expect(heard[0]).toBe("ops: maintenance");
+    const early = await bob.revoke("sdk/rr", held.id).catch((e: unknown) => e);
+    expect(early).toBeInstanceOf(BeforeDeadlineError);
+    expect(early).toMatchObject({ requester: "ops" });
+    // The deadline is a lease: ending it (as its expiry would) makes the deadline pass.
+    const deadlineKey = Buffer.concat([
+      Buffer.from("leasehold/release-deadlines/sdk/rr\u0000"),
+      Buffer.from(held.id.toString(16).padStart(16, "0")),
+    ]);
+    const kv = (await bob.call("etcdserverpb.KV", "Range", { key: deadlineKey }, {})).kvs as {
+      lease: string;
+    }[];
+    await bob.call("etcdserverpb.Lease", "LeaseRevoke", { ID: kv[0]!.lease }, {});
+    await bob.revoke("sdk/rr", held.id);
+    expect((await bob.holding("sdk/rr")).holder).toBeUndefined();
+    ctl.abort();
+    await done;
+    expect(await bob.revoke("sdk/rr", held.id).catch((e: unknown) => e)).toBeInstanceOf(LeaseholdClientError);
   });
 
   it("a call on a closed client fails at once with a typed error", async () => {

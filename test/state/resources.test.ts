@@ -236,6 +236,67 @@ describe("fencedPut", () => {
   });
 });
 
+describe("release requests", () => {
+  it("a request needs a holder; revoke is refused until its deadline lease is gone, then ends the holding", () => {
+    const h = new Harness();
+    const ask = (resource: string, id = 50n): Command => ({
+      type: "requestRelease",
+      resource,
+      requester: "ops",
+      reason: "maintenance",
+      id: leaseId(id),
+      deadlineSeconds: 30,
+    });
+    const revoke = (id: bigint): Command => ({ type: "forceRevoke", resource: "db", id: leaseId(id) });
+    expect(h.run(ask("db")).result).toMatchObject({ kind: "requestRelease", holder: undefined });
+    h.run(acquire("db", "alice", 1n));
+    expect(h.run(revoke(1n)).result).toMatchObject({ kind: "forceRevoke", outcome: "notRequested" });
+    const asked = h.run(ask("db")).result;
+    expect(asked).toMatchObject({
+      kind: "requestRelease",
+      holder: { holder: "alice" },
+      deadlineLease: leaseId(50n),
+    });
+    expect(h.m.releaseRequest("db", leaseId(1n))).toEqual({
+      request: {
+        resource: "db",
+        lease: leaseId(1n),
+        requester: "ops",
+        reason: "maintenance",
+        deadlineSeconds: 30,
+      },
+      deadlinePassed: false,
+    });
+    const rev = h.m.currentRevision();
+    expect(h.run(revoke(1n)).result).toMatchObject({ kind: "forceRevoke", outcome: "beforeDeadline" });
+    expect(h.m.currentRevision()).toBe(rev);
+    // The leader's lessor expires the deadline lease: the deadline has passed.
+    const grantIndex = h.m.lease(leaseId(50n))!.grantIndex;
+    h.run({ type: "leaseExpire", leases: [{ id: leaseId(50n), grantIndex }] });
+    expect(h.m.releaseRequest("db", leaseId(1n))?.deadlinePassed).toBe(true);
+    expect(h.run(revoke(1n)).result).toMatchObject({ kind: "forceRevoke", outcome: "revoked", deleted: 2 });
+    expect(h.m.resourceHolder("db")).toBeUndefined();
+    expect(h.keys()).toEqual([]);
+    expect(h.run(revoke(1n)).result).toMatchObject({ kind: "forceRevoke", outcome: "noClaim" });
+  });
+
+  it("a request goes with the holding: released, its request key is gone too", () => {
+    const h = new Harness();
+    h.run(acquire("db", "alice", 1n));
+    h.run({
+      type: "requestRelease",
+      resource: "db",
+      requester: "ops",
+      reason: "",
+      id: leaseId(50n),
+      deadlineSeconds: 30,
+    });
+    h.run(release("db", 1n, "alice"));
+    expect(h.keys()).toEqual(["leasehold/release-deadlines/db\u00000000000000000001"]);
+    expect(h.m.releaseRequest("db", leaseId(1n))).toBeUndefined();
+  });
+});
+
 describe("layout and codec", () => {
   it("a claim key round-trips through claimOf; other keys are not claims", () => {
     const key = resourceKey("db/shard-1", leaseId(0xabcn));
