@@ -25,7 +25,7 @@
  */
 
 import type { ApplyResult, ReleaseRequest, ResourceClaim, StateMachine } from "../state/index.ts";
-import { claimOf, releaseRequestOf } from "../state/index.ts";
+import { claimOf, lockDelayResourceOf, releaseRequestOf } from "../state/index.ts";
 
 export type LeaseEventType =
   | "grant"
@@ -99,6 +99,13 @@ export class LeaseEventHub {
         const holder = m.resourceHolder(c.resource);
         this.emit({ type: holder?.lease === c.lease ? "grant" : "queue", claim: c, revision });
       } else {
+        const delayed = lockDelayResourceOf(e.kv.key);
+        if (delayed !== undefined) {
+          // A lock-delay ended: whoever is first in line holds now.
+          const holder = m.resourceHolder(delayed);
+          if (holder !== undefined) this.emit({ type: "grant", claim: holder, revision });
+          continue;
+        }
         const c = e.prevKv === undefined ? undefined : claimOf(e.prevKv);
         if (c === undefined) continue;
         this.emit({ type: cause, claim: c, revision });

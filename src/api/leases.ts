@@ -83,6 +83,27 @@ export function leasesService(host: ApiHost, events: LeaseEventHub): UntypedServ
   };
 }
 
+/** Resolves true when `resource`'s lock-delay is over (looked at after every apply), false when the call is cancelled. */
+function lockDelayEnded(host: ApiHost, call: CallInfo, resource: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (ended: boolean) => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+      call.removeListener?.("cancelled", onCancel);
+      resolve(ended);
+    };
+    const onCancel = () => finish(false);
+    const unsubscribe = host.subscribeApplied(() => {
+      if (host.member.machine.lockDelay(resource) === undefined) finish(true);
+    });
+    call.once?.("cancelled", onCancel);
+    if (call.cancelled === true) finish(false);
+    else if (host.member.machine.lockDelay(resource) === undefined) finish(true);
+  });
+}
+
 /** Leases.RequestRelease: one proposal (a deadline lease and the request next to the claim). */
 async function requestRelease(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const resource = resourceOf(w);
@@ -245,6 +266,9 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   if (ttl <= 0n) throw new LeaseholdError("invalid", "ttl: expected a positive number of seconds");
   if (ttl > BigInt(MAX_LEASE_TTL_SECONDS)) throw new ErrorAnswer("LeaseTTLTooLarge");
   const wait = w.wait === true;
+  const lockDelaySeconds = int64FromWire(w.lock_delay_seconds ?? "0");
+  if (lockDelaySeconds < 0n || lockDelaySeconds > BigInt(MAX_LEASE_TTL_SECONDS))
+    throw new LeaseholdError("invalid", `lock_delay_seconds: expected 0 to ${MAX_LEASE_TTL_SECONDS}`);
   const prefix = resourcePrefix(resource);
   const auth = await host.authorize(call, [readPrefix(prefix)]);
   const out = await host.propose({
@@ -254,6 +278,7 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
     id: leaseId(0n),
     ttlSeconds: Number(ttl),
     wait,
+    ...(lockDelaySeconds > 0n ? { lockDelaySeconds: Number(lockDelaySeconds) } : {}),
     auth,
     ...sessionOf(call),
   });
@@ -262,6 +287,15 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   if (r.kind !== "acquire") throwFailed(r);
   if (!r.granted) {
     const h = r.holder;
+    const delay = r.lockDelay;
+    if (h === undefined && delay !== undefined) {
+      const left = await remainingMs(host, delay.lease);
+      throw new LeaseholdError(
+        "held",
+        `resource "${resource}" is in its lock-delay after "${delay.holder}"'s lease expired (${left < 0 ? "time left unknown" : `${left / 1000} s left`})`,
+        { holder: "", "lock-delay-of": delay.holder, "remaining-ms": String(left) },
+      );
+    }
     if (h === undefined) throw new Error("api: an acquire was refused without a holder");
     const left = await remainingMs(host, h.lease);
     throw new LeaseholdError(
@@ -288,11 +322,19 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   );
   let turn: Awaited<ReturnType<typeof waitTurn>>;
   try {
-    turn = await waitTurn(host, call, {
-      prefix,
-      key: resourceKey(resource, r.id),
-      createRevision: mine.token,
-    });
+    for (;;) {
+      turn = await waitTurn(host, call, {
+        prefix,
+        key: resourceKey(resource, r.id),
+        createRevision: mine.token,
+      });
+      // First in line, but the resource may be in a lock-delay: nobody holds until it ends.
+      if (turn.kind !== "acquired" || host.member.machine.lockDelay(resource) === undefined) break;
+      if (!(await lockDelayEnded(host, call, resource))) {
+        turn = { kind: "cancelled" };
+        break;
+      }
+    }
   } finally {
     clearInterval(keepAlive);
   }
@@ -356,16 +398,24 @@ async function release(host: ApiHost, w: W, call: CallInfo): Promise<W> {
 async function get(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const resource = resourceOf(w);
   await host.authorize(call, [readPrefix(resourcePrefix(resource))]);
-  const { claims, ttls, rev } = await host.member.read(true, (m) => {
+  const { claims, ttls, rev, delayed } = await host.member.read(true, (m) => {
     const cs = m.resourceClaims(resource);
-    return { claims: cs, ttls: cs.map((c) => m.lease(c.lease)?.ttlSeconds ?? 0), rev: m.currentRevision() };
+    return {
+      claims: cs,
+      ttls: cs.map((c) => m.lease(c.lease)?.ttlSeconds ?? 0),
+      rev: m.currentRevision(),
+      delayed: m.lockDelay(resource) !== undefined,
+    };
   });
-  const [first, ...rest] = claims;
+  // In a lock-delay nobody holds: every claim waits.
+  const holds = delayed ? 0 : 1;
+  const first = claims[0];
   const out: W = {
     header: host.header(rev),
-    waiters: rest.map((c, i) => holdingToWire(c, ttls[i + 1]!, -1)),
+    waiters: claims.slice(holds).map((c, i) => holdingToWire(c, ttls[i + holds]!, -1)),
   };
-  if (first !== undefined) out.holding = holdingToWire(first, ttls[0]!, await remainingMs(host, first.lease));
+  if (holds === 1 && first !== undefined)
+    out.holding = holdingToWire(first, ttls[0]!, await remainingMs(host, first.lease));
   return out;
 }
 

@@ -85,6 +85,11 @@ export interface AcquireOptions extends CallControl {
   readonly holder?: string;
   /** Queue (FIFO) until it holds instead of failing with ResourceHeldError. */
   readonly wait?: boolean;
+  /**
+   * Chubby's lock-delay: should this holding end by expiry (this client crashed
+   * or was cut off), nobody may hold the resource for this many seconds after.
+   */
+  readonly lockDelaySeconds?: number;
 }
 
 /** A replicated counter (leasehold.v1 Counters); values are int64 as bigint. */
@@ -199,9 +204,9 @@ export class LeaseholdClient {
    */
   async acquire(resource: string, options: AcquireOptions): Promise<Lease> {
     const holder = options.holder ?? this.holder;
-    return this.claim(LEASES[0], { resource, holder, ttl: options.ttl }, options, "resource", (r) =>
-      holdingOf(r.holding as W),
-    );
+    const request: W = { resource, holder, ttl: options.ttl };
+    if (options.lockDelaySeconds !== undefined) request.lock_delay_seconds = options.lockDelaySeconds;
+    return this.claim(LEASES[0], request, options, "resource", (r) => holdingOf(r.holding as W));
   }
 
   /** A lock: `acquire(name, { wait: true })`, FIFO; resolves once held (bounded by `timeoutMs` if given). */

@@ -206,6 +206,8 @@ export type Command =
       readonly id: LeaseId;
       readonly ttlSeconds: number;
       readonly wait: boolean;
+      /** Lock-delay after an expiry of this holding (resources.ts); absent or 0: none. */
+      readonly lockDelaySeconds?: number | undefined;
       readonly session?: ClientSession | undefined;
       readonly auth?: CommandAuth | undefined;
     }
@@ -1089,6 +1091,8 @@ function commandToJson(cmd: Command): JsonObject {
       o.id = cmd.id.toString();
       o.ttlSeconds = cmd.ttlSeconds;
       o.wait = cmd.wait;
+      if (cmd.lockDelaySeconds !== undefined && cmd.lockDelaySeconds > 0)
+        o.lockDelaySeconds = cmd.lockDelaySeconds;
       break;
     case "release":
       o.resource = cmd.resource;
@@ -2096,7 +2100,7 @@ const COMMAND_FIELDS: Readonly<Record<CommandType, readonly string[]>> = {
   compact: ["revision", "session", "auth"],
   leaseGrant: ["id", "ttlSeconds", "session", "auth"],
   leaseRevoke: ["id", "grantIndex", "session", "auth"],
-  acquire: ["resource", "holder", "id", "ttlSeconds", "wait", "session", "auth"],
+  acquire: ["resource", "holder", "id", "ttlSeconds", "wait", "lockDelaySeconds", "session", "auth"],
   release: ["resource", "id", "holder", "session", "auth"],
   fencedPut: ["resource", "token", "request", "session", "auth"],
   requestRelease: ["resource", "requester", "reason", "id", "deadlineSeconds", "session", "auth"],
@@ -2222,15 +2226,20 @@ function commandFromJson(v: unknown): Command {
       const id = required(o, "id", tableLease);
       return withSession(grantIndex === undefined ? { type, id } : { type, id, grantIndex });
     }
-    case "acquire":
-      return withSession({
+    case "acquire": {
+      const lockDelaySeconds = optional(o, "lockDelaySeconds", (x, p) =>
+        integer(x, p, 1, MAX_LEASE_TTL_SECONDS),
+      );
+      const cmd = {
         type,
         resource: required(o, "resource", resourceName),
         holder: required(o, "holder", holderName),
         id: required(o, "id", tableLease),
         ttlSeconds: required(o, "ttlSeconds", anyInt),
         wait: required(o, "wait", bool),
-      });
+      } as const;
+      return withSession(lockDelaySeconds === undefined ? cmd : { ...cmd, lockDelaySeconds });
+    }
     case "release":
       return withSession({
         type,

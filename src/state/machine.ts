@@ -86,8 +86,10 @@ import type {
   KeyRange,
   MvccError,
   MvccSnapshot,
+  PutRequest,
   RangeRequest,
   RangeResult,
+  RequestOp,
   ResponseOp,
   WriteOptions,
 } from "./mvcc.ts";
@@ -96,6 +98,8 @@ import type { ReleaseRequest, ResourceClaim } from "./resources.ts";
 import {
   claimOf,
   holderValue,
+  lockDelayConfigKey,
+  lockDelayKey,
   releaseDeadlineKey,
   releaseRequestKey,
   releaseRequestOf,
@@ -143,6 +147,19 @@ export type ApplyError =
   | "noSpace"
   /** CORRUPT is active: "etcdserver: corrupt cluster". */
   | "corrupt";
+
+/** A resource's lock-delay (resources.ts): whose expiry started it, and the lease whose expiry ends it. */
+export interface LockDelay {
+  readonly holder: string;
+  readonly lease: LeaseId;
+}
+
+/** A lock-delay an expiry is about to start. */
+interface PendingDelay {
+  readonly resource: string;
+  readonly holder: string;
+  readonly seconds: number;
+}
 
 /** The answer to one applied entry, etcd-shaped. */
 export type CommandResult =
@@ -201,6 +218,8 @@ export type CommandResult =
       readonly ttlSeconds: number;
       readonly holder: ResourceClaim | undefined;
       readonly position: number;
+      /** The lock-delay the resource is in (it counts as one place in `position`). */
+      readonly lockDelay: LockDelay | undefined;
     }
   /** release applied: the claim's lease revoked, its keys deleted at header.revision. */
   | { readonly kind: "release"; readonly header: ResponseHeader; readonly deleted: number }
@@ -346,6 +365,8 @@ interface MachineSnapshot {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
+/** For values anyone may have written through the etcd API: never throws (apply must not). */
+const lenientDecoder = new TextDecoder();
 
 interface Effects {
   events: readonly KvEvent[];
@@ -772,6 +793,7 @@ export class StateMachine {
         return { kind: "leaseRevoke", header: this.header(), deleted };
       }
       case "leaseExpire": {
+        const delays = this.lockDelaysOf(cmd.leases);
         const keys: Uint8Array[] = [];
         for (const l of cmd.leases) {
           const r = this.leases.revoke(l.id, { grantIndex: l.grantIndex });
@@ -779,7 +801,10 @@ export class StateMachine {
           fx.leaseRevokes.push(l.id);
           for (const k of r.keys) keys.push(k);
         }
-        const deleted = this.deleteLeaseKeys(keys, fx);
+        const deleted =
+          delays.length === 0
+            ? this.deleteLeaseKeys(keys, fx)
+            : this.expireWithLockDelays(keys, delays, index, fx);
         return { kind: "leaseExpire", header: this.header(), revoked: fx.leaseRevokes.length, deleted };
       }
       case "acquire":
@@ -1031,7 +1056,10 @@ export class StateMachine {
   /** leasehold.v1 Acquire (resources.ts): one lease and one claim key, in one revision, or nothing. */
   private acquire(cmd: Extract<Command, { type: "acquire" }>, index: number, fx: Effects): CommandResult {
     const claims = this.resourceClaims(cmd.resource);
-    const holder = claims[0];
+    const lockDelay = this.lockDelay(cmd.resource);
+    // In a lock-delay nobody holds, and every claim waits behind the delay (counted as one place).
+    const holder = lockDelay === undefined ? claims[0] : undefined;
+    const ahead = claims.length + (lockDelay === undefined ? 0 : 1);
     const refuse = (): CommandResult => ({
       kind: "acquire",
       header: this.header(),
@@ -1039,15 +1067,29 @@ export class StateMachine {
       id: cmd.id,
       ttlSeconds: 0,
       holder,
-      position: claims.length,
+      position: ahead,
+      lockDelay,
     });
-    if (holder !== undefined && !cmd.wait) return refuse();
+    if (ahead > 0 && !cmd.wait) return refuse();
     const g = this.leases.grant(cmd.id, cmd.ttlSeconds, { index });
     if (!g.ok) return this.failed(cmd.type, g.reason === "exists" ? "leaseExists" : "ttlTooLarge");
-    const r = this.mvcc.put(
-      { key: resourceKey(cmd.resource, g.id), value: holderValue(cmd.holder), lease: g.id },
-      this.writeOptions,
-    );
+    const puts: RequestOp[] = [
+      {
+        type: "put",
+        request: { key: resourceKey(cmd.resource, g.id), value: holderValue(cmd.holder), lease: g.id },
+      },
+    ];
+    const delay = cmd.lockDelaySeconds ?? 0;
+    if (delay > 0)
+      puts.push({
+        type: "put",
+        request: {
+          key: lockDelayConfigKey(cmd.resource, g.id),
+          value: encoder.encode(String(delay)),
+          lease: g.id,
+        },
+      });
+    const r = this.mvcc.txn({ success: puts }, this.writeOptions);
     assert(r.ok, "machine: the claim of a just granted lease was refused");
     this.leases.applyLeaseChanges(r.leaseChanges);
     fx.events = r.events;
@@ -1066,9 +1108,63 @@ export class StateMachine {
       granted: true,
       id: g.id,
       ttlSeconds: g.ttlSeconds,
-      holder: holder ?? mine,
-      position: claims.length,
+      holder: ahead === 0 ? mine : holder,
+      position: ahead,
+      lockDelay,
     };
+  }
+
+  /** The lock-delay `resource` is in, if any: whose expiry started it, and the lease that ends it. */
+  lockDelay(resource: string): LockDelay | undefined {
+    const kv = this.currentKv(lockDelayKey(resource));
+    if (kv === undefined) return undefined;
+    return { holder: lenientDecoder.decode(kv.value), lease: kv.lease };
+  }
+
+  /**
+   * The lock-delays the expiry of `leases` starts (resources.ts "Lock-delay"): for each lease that
+   * holds a resource and whose claim asked for one. Read before the expiry deletes the claims.
+   */
+  private lockDelaysOf(leases: readonly { id: LeaseId; grantIndex: number }[]): PendingDelay[] {
+    const out: PendingDelay[] = [];
+    for (const l of leases) {
+      const info = this.leases.get(l.id);
+      if (info === undefined || info.grantIndex !== l.grantIndex) continue;
+      for (const c of this.claimsOfLease(l.id)) {
+        if (this.resourceHolder(c.resource)?.lease !== l.id) continue;
+        const kv = this.currentKv(lockDelayConfigKey(c.resource, l.id));
+        const seconds = kv === undefined ? 0 : Number(lenientDecoder.decode(kv.value));
+        if (Number.isSafeInteger(seconds) && seconds > 0)
+          out.push({ resource: c.resource, holder: c.holder, seconds });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Deletes the expired leases' keys and starts `delays` (one lease and one key each) in ONE
+   * revision: the watch hub and every reader see one step, as for any expiry.
+   */
+  private expireWithLockDelays(
+    keys: readonly Uint8Array[],
+    delays: readonly PendingDelay[],
+    index: number,
+    fx: Effects,
+  ): number {
+    const puts: PutRequest[] = [];
+    for (const d of delays) {
+      const g = this.leases.grant(NO_LEASE, d.seconds, { index });
+      assert(g.ok, "machine: a lock-delay lease was refused");
+      const info = this.leases.get(g.id);
+      assert(info !== undefined, "machine: granted lease not in the table");
+      fx.leaseGrants.push(info);
+      puts.push({ key: lockDelayKey(d.resource), value: encoder.encode(d.holder), lease: g.id });
+    }
+    const d = this.mvcc.deleteKeysThenPut(keys, puts, this.writeOptions);
+    assert(d.deleted === keys.length, `machine: ${keys.length} lease keys, ${d.deleted} in the store`);
+    this.leases.applyLeaseChanges(d.leaseChanges);
+    fx.events = d.events;
+    return d.deleted;
   }
 
   /** leasehold.v1 RequestRelease (resources.ts "Release requests"): two keys in one revision, or nothing. */
@@ -1147,6 +1243,7 @@ export class StateMachine {
 
   /** Who holds `resource` now, if anyone. */
   resourceHolder(resource: string): ResourceClaim | undefined {
+    if (this.lockDelay(resource) !== undefined) return undefined; // in a lock-delay nobody holds
     return this.resourceClaims(resource)[0];
   }
 
@@ -1186,7 +1283,7 @@ export class StateMachine {
       if (last === undefined || last.resource !== c.resource) out.push(c);
       else if (c.token < last.token) out[out.length - 1] = c;
     }
-    return out;
+    return out.filter((c) => this.lockDelay(c.resource) === undefined); // in a lock-delay nobody holds
   }
 
   // -- counters (counters.ts) ---------------------------------------------------

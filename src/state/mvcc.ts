@@ -1114,8 +1114,43 @@ export class MvccStore {
    */
   deleteKeys(keys: readonly Uint8Array[]): DeleteKeysResult {
     for (const k of keys) assert(k.length > 0, "mvcc: deleteKeys with an empty key");
-    const sorted = keys.map(bytesToKeyString).sort();
     const batch = this.begin();
+    const deleted = this.tombstoneKeys(keys, batch);
+    const effects = this.commit(batch);
+    return { revision: this.rev, deleted, ...effects };
+  }
+
+  /**
+   * deleteKeys, then `puts`, all in ONE revision (a lease expiry that starts
+   * lock-delays: machine.ts). Each put is a plain put (no ignore flags) whose
+   * lease the caller has granted; its shape is asserted, not answered.
+   */
+  deleteKeysThenPut(
+    keys: readonly Uint8Array[],
+    puts: readonly PutRequest[],
+    options: WriteOptions,
+  ): DeleteKeysResult {
+    for (const k of keys) assert(k.length > 0, "mvcc: deleteKeysThenPut with an empty key");
+    for (const p of puts) {
+      assert(
+        checkPutShape(p) === undefined && !p.ignoreValue && !p.ignoreLease,
+        "mvcc: a bad put in deleteKeysThenPut",
+      );
+      assert(
+        p.lease === undefined || p.lease === NO_LEASE || options.leaseExists(p.lease),
+        "mvcc: put on a missing lease",
+      );
+    }
+    const batch = this.begin(options);
+    const deleted = this.tombstoneKeys(keys, batch);
+    for (const p of puts) this.execPut(p, batch);
+    const effects = this.commit(batch);
+    return { revision: this.rev, deleted, ...effects };
+  }
+
+  /** Deletes each live key of `keys` (in key order, duplicates once) in `batch`; how many were live. */
+  private tombstoneKeys(keys: readonly Uint8Array[], batch: WriteBatch): number {
+    const sorted = keys.map(bytesToKeyString).sort();
     let deleted = 0;
     for (let i = 0; i < sorted.length; i++) {
       const k = sorted[i]!;
@@ -1125,8 +1160,7 @@ export class MvccStore {
       this.record(tombstone(prev, batch.revision), batch);
       deleted++;
     }
-    const effects = this.commit(batch);
-    return { revision: this.rev, deleted, ...effects };
+    return deleted;
   }
 
   /**

@@ -211,6 +211,45 @@ export function releaseRequestOf(kv: KeyValue): ReleaseRequest | undefined {
   }
 }
 
+/**
+ * Lock-delay (Chubby): a claim acquired with lockDelaySeconds = D > 0 has a
+ * config key next to it, on its own lease (it goes with the claim):
+ *   leasehold/lock-delay-of/<R> NUL <L hex>   value: D in decimal
+ * When the leader expires the lease of the claim that HOLDS R (not a
+ * release, not a revoke), the same entry makes a delay key on a fresh lease
+ * of D seconds:
+ *   leasehold/lock-delay/<R>                   value: the expired holder
+ * While it exists nobody holds R: Acquire is refused (or waits), waiters at
+ * the front wait, no fencing token is current. The leader's lessor expires it
+ * like any lease, so the delay runs on the leader's monotonic clock and apply
+ * stays deterministic.
+ */
+export const LOCK_DELAY_CONFIG_PREFIX = "leasehold/lock-delay-of/";
+export const LOCK_DELAY_PREFIX = "leasehold/lock-delay/";
+
+/** The lock-delay config key of the claim of lease `id` on `resource`. */
+export function lockDelayConfigKey(resource: string, id: LeaseId): Uint8Array {
+  return claimKeyIn(LOCK_DELAY_CONFIG_PREFIX, resource, id);
+}
+
+/** The key that exists while `resource` is in its lock-delay. */
+export function lockDelayKey(resource: string): Uint8Array {
+  return encoder.encode(LOCK_DELAY_PREFIX + resource);
+}
+
+/** The resource a lock-delay key names, or undefined for any other key. */
+export function lockDelayResourceOf(key: Uint8Array): string | undefined {
+  const prefix = encoder.encode(LOCK_DELAY_PREFIX);
+  if (key.length <= prefix.length) return undefined;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return undefined;
+  try {
+    const name = decoder.decode(key.subarray(prefix.length));
+    return resourceNameProblem(name) === undefined ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The holder identity stored as a claim's value. */
 export function holderValue(holder: string): Uint8Array {
   return encoder.encode(holder);

@@ -63,6 +63,16 @@ describe("lease events", () => {
     expect(seen.slice(3)).toEqual(["revoke db c @7"]);
   });
 
+  it("a lock-delay: the expiry is reported, and the first waiter's grant comes when the delay ends", () => {
+    const { m, seen, run } = setup();
+    run({ ...(acquire("db", "a", 1n) as Extract<Command, { type: "acquire" }>), lockDelaySeconds: 5 });
+    run(acquire("db", "b", 2n, true));
+    run({ type: "leaseExpire", leases: [{ id: leaseId(1n), grantIndex: m.lease(leaseId(1n))!.grantIndex }] });
+    const delay = m.lockDelay("db")!;
+    run({ type: "leaseExpire", leases: [{ id: delay.lease, grantIndex: m.lease(delay.lease)!.grantIndex }] });
+    expect(seen).toEqual(["grant db a @2", "queue db b @3", "expire db a @4", "grant db b @5"]);
+  });
+
   it("a release request is reported to the holding it names, with who asked and why", () => {
     const { seen, run } = setup();
     run(acquire("db", "a", 1n));

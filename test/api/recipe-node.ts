@@ -45,10 +45,10 @@ export class RecipeNode {
   private readonly clients = new Map<string, Client & Record<string, UnaryFn>>();
   address = "";
 
-  constructor(log: string[], initial?: RaftInitialState) {
+  constructor(log: string[], initial?: RaftInitialState, minLeaseTtlSeconds?: number) {
     const id = memberId(1);
     this.member = new Member(
-      { id, heartbeatMs: 10, electionMs: 50, snapshotCount: 1_000_000 },
+      { id, heartbeatMs: 10, electionMs: 50, snapshotCount: 1_000_000, minLeaseTtlSeconds },
       initial ?? bootstrapState([id]),
       { save: () => {}, saveSnapshot: () => {} },
       { send: () => false },

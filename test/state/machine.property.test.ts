@@ -376,9 +376,18 @@ const entryArb: fc.Arbitrary<Uint8Array> = fc.oneof(
     .map((checkpoints) => encodeCommand({ type: "leaseCheckpoint", checkpoints })),
   // leasehold.v1: resource claims, fenced writes, counters and semaphores, on the same small spaces.
   fc
-    .tuple(fc.constantFrom("r", "s"), fc.constantFrom("h1", "h2"), smallLease, fc.boolean(), smallSession)
-    .map(([resource, holder, id, wait, s]) =>
-      encodeCommand(withSession({ type: "acquire", resource, holder, id, ttlSeconds: 30, wait }, s)),
+    .tuple(
+      fc.constantFrom("r", "s"),
+      fc.constantFrom("h1", "h2"),
+      smallLease,
+      fc.boolean(),
+      fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
+      smallSession,
+    )
+    .map(([resource, holder, id, wait, lockDelaySeconds, s]) =>
+      encodeCommand(
+        withSession({ type: "acquire", resource, holder, id, ttlSeconds: 30, wait, lockDelaySeconds }, s),
+      ),
     ),
   fc
     .tuple(fc.constantFrom("r", "s"), fc.constantFrom("h1", "h2"), smallLease, smallSession)
@@ -427,6 +436,8 @@ function observe(sm: StateMachine): unknown {
     r: sm.resourceClaims("r"),
     s: sm.resourceClaims("s"),
     m: sm.semaphoreClaims("m"),
+    delays: [sm.lockDelay("r"), sm.lockDelay("s")],
+    holders: [sm.resourceHolder("r"), sm.resourceHolder("s")],
     c: sm.counterValue("c"),
   };
   return {

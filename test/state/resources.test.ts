@@ -236,6 +236,62 @@ describe("fencedPut", () => {
   });
 });
 
+describe("lock-delay", () => {
+  const expire = (h: Harness, id: bigint) => {
+    const grantIndex = h.m.lease(leaseId(id))!.grantIndex;
+    return h.run({ type: "leaseExpire", leases: [{ id: leaseId(id), grantIndex }] }).result;
+  };
+  const withDelay = (resource: string, holder: string, id: bigint, wait = false): Command => ({
+    ...(acquire(resource, holder, id, wait) as Extract<Command, { type: "acquire" }>),
+    lockDelaySeconds: 30,
+  });
+
+  it("after the holder's lease EXPIRES nobody holds until the delay lease expires; then the first waiter does", () => {
+    const h = new Harness();
+    const a = acquired(h.run(withDelay("db", "a", 1n)).result);
+    h.run(acquire("db", "b", 2n, true));
+    expire(h, 1n);
+    const delay = h.m.lockDelay("db");
+    expect(delay?.holder).toBe("a");
+    expect(h.m.resourceHolder("db")).toBeUndefined();
+    expect(h.m.resourceHolders("")).toEqual([]);
+    // A new acquire is refused, naming the delay; a waiter queues behind it and b.
+    const refused = acquired(h.run(acquire("db", "c", 3n)).result);
+    expect(refused).toMatchObject({
+      granted: false,
+      holder: undefined,
+      position: 2,
+      lockDelay: { holder: "a" },
+    });
+    const queued = acquired(h.run(acquire("db", "c", 4n, true)).result);
+    expect(queued).toMatchObject({ granted: true, position: 2 });
+    // No fencing token is current: not the expired holder's, not the waiter's.
+    expect(h.run(fencedPut("db", a.header.revision, "k")).result).toMatchObject({ ok: false });
+    // The leader's lessor expires the delay lease: b holds.
+    expire(h, delay!.lease);
+    expect(h.m.lockDelay("db")).toBeUndefined();
+    expect(h.m.resourceHolder("db")?.holder).toBe("b");
+  });
+
+  it("a release, a revoke, or a holding without lock-delay starts none; a waiter's expiry starts none", () => {
+    const h = new Harness();
+    h.run(withDelay("r1", "a", 1n));
+    h.run(release("r1", 1n, "a"));
+    expect(h.m.lockDelay("r1")).toBeUndefined();
+    h.run(withDelay("r2", "a", 2n));
+    h.run({ type: "leaseRevoke", id: leaseId(2n) });
+    expect(h.m.lockDelay("r2")).toBeUndefined();
+    h.run(acquire("r3", "a", 3n));
+    expire(h, 3n);
+    expect(h.m.lockDelay("r3")).toBeUndefined();
+    h.run(acquire("r4", "a", 4n));
+    h.run(withDelay("r4", "b", 5n, true));
+    expire(h, 5n); // a waiter, not the holder
+    expect(h.m.lockDelay("r4")).toBeUndefined();
+    expect(h.m.resourceHolder("r4")?.holder).toBe("a");
+  });
+});
+
 describe("release requests", () => {
   it("a request needs a holder; revoke is refused until its deadline lease is gone, then ends the holding", () => {
     const h = new Harness();
