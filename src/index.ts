@@ -9,6 +9,7 @@ export type {
   CallControl,
   ConnectOptions,
   Counter,
+  Election,
   Holding,
   LeaseEvent,
   WatchEvent,

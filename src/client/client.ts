@@ -120,6 +120,16 @@ export interface LeaseEvent {
   };
 }
 
+/** An election on a leasehold.v1 resource (`client.election(name)`). */
+export interface Election {
+  /** Waits until `proposal` leads; the Lease is its term of office (fencing token, signal, release). */
+  campaign(proposal: string, options: Omit<AcquireOptions, "holder" | "wait">): Promise<Lease>;
+  /** The leader now, if any (linearizable). */
+  leader(control?: CallControl): Promise<Holding | undefined>;
+  /** Each new leader from now on, until `signal` aborts. */
+  observe(control?: { readonly signal?: AbortSignal }): AsyncGenerator<Holding>;
+}
+
 /** One change seen by `watch()`. */
 export interface WatchEvent {
   readonly type: "put" | "delete";
@@ -232,6 +242,25 @@ export class LeaseholdClient {
         return holdingOf({ ...h, resource: h.name });
       },
     );
+  }
+
+  /**
+   * Leader election with fencing, on leasehold.v1 resources: a candidate
+   * campaigns by a waiting acquire of `name` with its proposal as the holder
+   * (FIFO); the leader's Lease carries the fencing token every action of the
+   * leader should be checked with; resigning is releasing. `observe()` yields
+   * each new leader (the GRANT events of `name`).
+   */
+  election(name: string): Election {
+    return {
+      campaign: (proposal, options) => this.acquire(name, { ...options, holder: proposal, wait: true }),
+      leader: async (control = {}) => (await this.holding(name, control)).holder,
+      observe: async function* (this: LeaseholdClient, control: { readonly signal?: AbortSignal } = {}) {
+        for await (const e of this.events(name, control)) {
+          if (e.type === "grant" && e.holding.resource === name) yield e.holding;
+        }
+      }.bind(this),
+    };
   }
 
   /** A replicated int64 counter: each operation is one proposal (no client-side retry loop). */

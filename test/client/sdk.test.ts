@@ -322,6 +322,37 @@ describe.each(modes)("the SDK against $name", (mode) => {
     expect(await bob.revoke("sdk/rr", held.id).catch((e: unknown) => e)).toBeInstanceOf(LeaseholdClientError);
   });
 
+  it("election: candidates lead in turn with growing fencing tokens; observe() reports each leader", async () => {
+    const election = alice.election("sdk/elect");
+    const ctl = new AbortController();
+    const leaders: string[] = [];
+    let wake: (() => void) | undefined;
+    const watching = (async () => {
+      for await (const h of election.observe({ signal: ctl.signal })) {
+        leaders.push(h.holder);
+        wake?.();
+      }
+    })();
+    // The stream is open once it reports a leader: probe until it does.
+    for (let i = 0; leaders.length === 0; i++)
+      await (await election.campaign(`probe${i}`, { ttl: 30 })).release();
+    leaders.length = 0;
+    const first = await election.campaign("first", { ttl: 30 });
+    const second = bob.election("sdk/elect").campaign("second", { ttl: 30 });
+    while ((await bob.holding("sdk/elect")).waiters.length === 0) {
+      // "second" is queued behind the leader
+    }
+    expect((await bob.election("sdk/elect").leader())?.holder).toBe("first");
+    await first.release();
+    const term2 = await second;
+    expect(term2.fencingToken).toBeGreaterThan(first.fencingToken);
+    while (!leaders.includes("second")) await new Promise<void>((r) => (wake = r));
+    expect(leaders).toEqual(["first", "second"]);
+    ctl.abort();
+    await watching;
+    await term2.release();
+  });
+
   it("a call on a closed client fails at once with a typed error", async () => {
     const c = await newClient();
     await c.close();
