@@ -199,7 +199,7 @@ export type Command =
    * for `holder` under it, in one revision; refused (nothing changes) when another claim holds
    * and `wait` is false, queued behind the holder when it is true.
    */
-  | {
+  | ClientCommandBase<{
       readonly type: "acquire";
       readonly resource: string;
       readonly holder: string;
@@ -208,75 +208,61 @@ export type Command =
       readonly wait: boolean;
       /** Lock-delay after an expiry of this holding (resources.ts); absent or 0: none. */
       readonly lockDelaySeconds?: number | undefined;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** leasehold.v1 Release: revoke the lease of `holder`'s claim on `resource` (refused for anyone else). */
-  | {
+  | ClientCommandBase<{
       readonly type: "release";
       readonly resource: string;
       readonly id: LeaseId;
       readonly holder: string;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /**
    * leasehold.v1 RequestRelease: ask `resource`'s holder to let go within `deadlineSeconds` (a
    * deadline lease `id` of that TTL; resources.ts "Release requests"). Nobody holding: refused.
    */
-  | {
+  | ClientCommandBase<{
       readonly type: "requestRelease";
       readonly resource: string;
       readonly requester: string;
       readonly reason: string;
       readonly id: LeaseId;
       readonly deadlineSeconds: number;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** leasehold.v1 Revoke: end the claim of lease `id` on `resource`, allowed once its release request's deadline passed. */
-  | {
+  | ClientCommandBase<{
       readonly type: "forceRevoke";
       readonly resource: string;
       readonly id: LeaseId;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** leasehold.v1 FencedPut: `request`, only while `token` is `resource`'s current fencing token. */
-  | {
+  | ClientCommandBase<{
       readonly type: "fencedPut";
       readonly resource: string;
       readonly token: Revision;
       readonly request: PutRequest;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /**
    * leasehold.v1 Counters.Add (counters.ts): counter += delta, in one revision; refused
    * (nothing written) when the sum leaves int64 or the stored value is not a number.
    */
-  | {
+  | ClientCommandBase<{
       readonly type: "counterAdd";
       readonly counter: string;
       readonly delta: bigint;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** leasehold.v1 Counters.CompareAndSet: counter := value if it is `expected` now (an absent counter is 0). */
-  | {
+  | ClientCommandBase<{
       readonly type: "counterCas";
       readonly counter: string;
       readonly expected: bigint;
       readonly value: bigint;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /**
    * leasehold.v1 Semaphores.Acquire (semaphores.ts): grant lease `id` of `ttlSeconds` and
    * claim `semaphore` of `permits` for `holder` under it, in one revision; refused (nothing
    * changes) when the semaphore has other permits, or when it is full and `wait` is false.
    */
-  | {
+  | ClientCommandBase<{
       readonly type: "semaphoreAcquire";
       readonly semaphore: string;
       readonly holder: string;
@@ -284,18 +270,14 @@ export type Command =
       readonly ttlSeconds: number;
       readonly permits: number;
       readonly wait: boolean;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** leasehold.v1 Semaphores.Release: revoke the lease of `holder`'s claim on `semaphore`. */
-  | {
+  | ClientCommandBase<{
       readonly type: "semaphoreRelease";
       readonly semaphore: string;
       readonly id: LeaseId;
       readonly holder: string;
-      readonly session?: ClientSession | undefined;
-      readonly auth?: CommandAuth | undefined;
-    }
+    }>
   /** The leader's checkpoints of remaining TTLs, at most MAX_CHECKPOINTS_PER_BATCH. */
   | { readonly type: "leaseCheckpoint"; readonly checkpoints: readonly CheckpointItem[] }
   /** Expired leases revoked in one proposal, at most MAX_LEASES_PER_REVOKE_BATCH (machine.ts: one revision). */
@@ -333,8 +315,8 @@ export interface CommandAuth {
 
 /** The etcd Auth service's replicated requests (auth.ts applies them); each may carry a session. */
 export type AuthCommand =
-  | AuthCommandBase<{ readonly type: "authEnable" }>
-  | AuthCommandBase<{ readonly type: "authDisable" }>
+  | ClientCommandBase<{ readonly type: "authEnable" }>
+  | ClientCommandBase<{ readonly type: "authDisable" }>
   /** etcd InternalAuthenticateRequest: the token is `tokenPrefix.index`; `authRevision`: when the password was checked. */
   | {
       readonly type: "authenticate";
@@ -344,28 +326,28 @@ export type AuthCommand =
       readonly session?: ClientSession | undefined;
     }
   /** `passwordHash` undefined: etcd's no_password option. */
-  | AuthCommandBase<{
+  | ClientCommandBase<{
       readonly type: "authUserAdd";
       readonly user: string;
       readonly passwordHash?: string | undefined;
     }>
-  | AuthCommandBase<{ readonly type: "authUserDelete"; readonly user: string }>
-  | AuthCommandBase<{
+  | ClientCommandBase<{ readonly type: "authUserDelete"; readonly user: string }>
+  | ClientCommandBase<{
       readonly type: "authUserChangePassword";
       readonly user: string;
       readonly passwordHash: string;
     }>
-  | AuthCommandBase<{ readonly type: "authUserGrantRole"; readonly user: string; readonly role: string }>
-  | AuthCommandBase<{ readonly type: "authUserRevokeRole"; readonly user: string; readonly role: string }>
-  | AuthCommandBase<{ readonly type: "authRoleAdd"; readonly role: string }>
-  | AuthCommandBase<{ readonly type: "authRoleDelete"; readonly role: string }>
+  | ClientCommandBase<{ readonly type: "authUserGrantRole"; readonly user: string; readonly role: string }>
+  | ClientCommandBase<{ readonly type: "authUserRevokeRole"; readonly user: string; readonly role: string }>
+  | ClientCommandBase<{ readonly type: "authRoleAdd"; readonly role: string }>
+  | ClientCommandBase<{ readonly type: "authRoleDelete"; readonly role: string }>
   /** `permission` undefined: the request gave none (etcd answers "permission not given"). */
-  | AuthCommandBase<{
+  | ClientCommandBase<{
       readonly type: "authRoleGrantPermission";
       readonly role: string;
       readonly permission?: Permission | undefined;
     }>
-  | AuthCommandBase<{
+  | ClientCommandBase<{
       readonly type: "authRoleRevokePermission";
       readonly role: string;
       readonly key: Uint8Array;
@@ -373,7 +355,8 @@ export type AuthCommand =
     }>;
 
 /** An auth management command: a session and the caller (who must be root while auth is on). */
-type AuthCommandBase<T> = T & {
+/** A command a client sends: it may carry a session (exactly-once) and the caller (auth). */
+type ClientCommandBase<T> = T & {
   readonly session?: ClientSession | undefined;
   readonly auth?: CommandAuth | undefined;
 };
