@@ -184,7 +184,9 @@ export class LeaseholdClient {
   private readonly clients = new Map<string, Client>();
   private current = 0;
   private readonly clientId = `c-${randomBytes(9).toString("base64url")}`;
-  private seq = 0;
+  /** Sessions with no mutation in flight (see mutate), and how many were made. */
+  private readonly freeLanes: { readonly clientId: string; seq: number }[] = [];
+  private lanes = 0;
   private token: string | undefined;
   private readonly leases = new Set<Lease>();
   private closed = false;
@@ -516,10 +518,23 @@ export class LeaseholdClient {
     this.leases.delete(lease);
   }
 
-  /** A mutation: one idempotency key for all its retries. */
-  mutate(service: string, method: string, req: W, control: CallControl): Promise<W> {
-    const seq = ++this.seq;
-    return this.call(service, method, req, control, { clientId: this.clientId, seq });
+  /**
+   * A mutation: one idempotency key (session id and seq) for all its retries.
+   * The server refuses a seq below the last one it answered for a session
+   * (src/state/session.ts), so two mutations in flight on one session could
+   * refuse each other if they arrive out of order. Each mutation therefore
+   * takes a lane: a session of its own that has nothing else in flight,
+   * reused (seq + 1) once its mutation settled. Lanes = the most mutations
+   * this client ever had in flight at once.
+   */
+  async mutate(service: string, method: string, req: W, control: CallControl): Promise<W> {
+    const lane = this.freeLanes.pop() ?? { clientId: `${this.clientId}.${this.lanes++}`, seq: 0 };
+    lane.seq++;
+    try {
+      return await this.call(service, method, req, control, { clientId: lane.clientId, seq: lane.seq });
+    } finally {
+      this.freeLanes.push(lane);
+    }
   }
 
   /**
