@@ -10,6 +10,7 @@ export type {
   ConnectOptions,
   Counter,
   Election,
+  EndpointStatus,
   Holding,
   LeaseEvent,
   WatchEvent,

@@ -24,6 +24,10 @@
  *   holder of a claim never changes, so this member's own state answers when
  *   it knows the lease; only a lease it does not know yet costs a
  *   linearizable read.
+ * KeepAlive (a stream): each request renews one lease's claim, a resource's
+ *   or a semaphore's, checked as Renew checks it; answers matched by seq,
+ *   refusals in the message (the stream goes on), at most
+ *   KEEPALIVE_INFLIGHT_MAX in flight before the stream stops being read.
  * Release(resource, lease, holder): one proposal; refused unless the claim is
  *   the holder's.
  * Get(resource), List(prefix), CheckFence(resource, token): linearizable reads.
@@ -34,8 +38,8 @@
  * checked again at apply like a lease revoke); reads read the claim prefix.
  */
 
-import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { ResourceClaim, StateMachine } from "../state/index.ts";
+import type { ServerDuplexStream, ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { LeaseId, ResourceClaim, StateMachine } from "../state/index.ts";
 import {
   holderProblem,
   leaseId,
@@ -62,7 +66,7 @@ import {
   sessionRefusal,
   throwFailed,
 } from "./leasehold-common.ts";
-import { LeaseholdError } from "./leasehold-errors.ts";
+import { ERROR_KIND_TRAILER, LeaseholdError } from "./leasehold-errors.ts";
 import type { WireMessage } from "./proto.ts";
 import { int64FromWire } from "./proto.ts";
 import { CallCancelled, readPrefix, waitTurn, wireBytes } from "./recipes.ts";
@@ -74,6 +78,7 @@ export function leasesService(host: ApiHost, events: LeaseEventHub): UntypedServ
   return {
     Acquire: host.unary((w, call) => acquire(host, w, call)),
     Renew: host.unary((w, call) => renew(host, w, call, events)),
+    KeepAlive: (call: ServerDuplexStream<W, W>) => keepAliveStream(host, call, events),
     Release: host.unary((w, call) => release(host, w, call)),
     Get: host.unary((w, call) => get(host, w, call)),
     List: host.unary((w, call) => list(host, w, call)),
@@ -364,16 +369,114 @@ async function renew(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub)
   const find = (m: StateMachine) => m.claimsOfLease(id)[0];
   const claim = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
   if (claim === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no resource`);
-  if (claim.holder !== holder)
+  const ttl = await keepClaim(host, id, holder, `"${claim.resource}"`, claim.holder);
+  events.renewed(claim);
+  return { header: host.header(), ttl };
+}
+
+/** The holder check and the leader's keepalive of a claim's lease; the TTL it now runs. */
+async function keepClaim(
+  host: ApiHost,
+  id: LeaseId,
+  holder: string,
+  what: string,
+  claimHolder: string,
+): Promise<number> {
+  if (claimHolder !== holder)
     throw new LeaseholdError(
       "notHolder",
-      `lease ${hexLease(id)} on "${claim.resource}" is held by "${claim.holder}", not "${holder}"`,
-      { holder: claim.holder },
+      `lease ${hexLease(id)} on ${what} is held by "${claimHolder}", not "${holder}"`,
+      { holder: claimHolder },
     );
   const ttl = await host.member.keepAlive(id);
   if (ttl <= 0) throw new LeaseholdError("notFound", `lease ${hexLease(id)} has expired`);
-  events.renewed(claim);
-  return { header: host.header(), ttl };
+  return ttl;
+}
+
+/** Renewals a KeepAlive stream may have in flight; beyond, the server stops reading it. */
+const KEEPALIVE_INFLIGHT_MAX = 512;
+
+/**
+ * Leases.KeepAlive: each request renews the resource or semaphore claim of its
+ * lease as Renew (or Semaphores.Renew) would; answers are written as they
+ * complete, matched by seq, refusals in the message. Flow control: at
+ * KEEPALIVE_INFLIGHT_MAX renewals in flight, or while grpc-js holds unsent
+ * answers, the stream is paused (a client that sends but does not read stops
+ * being read).
+ */
+function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>, events: LeaseEventHub): void {
+  let inFlight = 0;
+  let blocked = false;
+  let paused = false;
+  let halfClosed = false;
+  const settle = (): void => {
+    const want = blocked || inFlight >= KEEPALIVE_INFLIGHT_MAX;
+    if (want !== paused) {
+      paused = want;
+      if (want) call.pause();
+      else call.resume();
+    }
+    if (halfClosed && inFlight === 0 && !call.destroyed) call.end();
+  };
+  const answer = (m: W): void => {
+    inFlight--;
+    if (!call.cancelled && !call.destroyed && !call.write(m)) blocked = true;
+    settle();
+  };
+  call.on("drain", () => {
+    blocked = false;
+    settle();
+  });
+  call.on("data", (w: W) => {
+    inFlight++;
+    settle();
+    const seq = w.seq ?? "0";
+    const leaseField = w.lease_id ?? "0";
+    renewAny(host, w, call, events).then(
+      (ttl) => answer({ header: host.header(), lease_id: leaseField, seq, ttl }),
+      (err: unknown) => {
+        const se = host.toServiceError(err);
+        const kind = se.metadata?.get(ERROR_KIND_TRAILER)[0];
+        answer({
+          header: host.header(),
+          lease_id: leaseField,
+          seq,
+          ttl: 0,
+          error_code: se.code,
+          error_kind: typeof kind === "string" ? kind : "",
+          error_message: se.details ?? se.message,
+        });
+      },
+    );
+  });
+  call.on("end", () => {
+    halfClosed = true;
+    settle();
+  });
+  call.on("error", () => {});
+}
+
+/** One KeepAlive request: the lease's resource claim, else its semaphore claim, renewed; the TTL. */
+async function renewAny(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub): Promise<number> {
+  const id = leaseOf(w);
+  const holder = holderOf(w);
+  await host.authorize(call, []);
+  const find = (m: StateMachine) => {
+    const claim = m.claimsOfLease(id)[0];
+    if (claim !== undefined) return { claim, semaphore: undefined };
+    const semaphore = m.semaphoreClaimsOfLease(id)[0];
+    return semaphore === undefined ? undefined : { claim: undefined, semaphore };
+  };
+  const found = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
+  if (found === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim`);
+  if (found.claim !== undefined) {
+    const c = found.claim;
+    const ttl = await keepClaim(host, id, holder, `"${c.resource}"`, c.holder);
+    events.renewed(c);
+    return ttl;
+  }
+  const s = found.semaphore;
+  return keepClaim(host, id, holder, `semaphore "${s.semaphore}"`, s.holder);
 }
 
 async function release(host: ApiHost, w: W, call: CallInfo): Promise<W> {

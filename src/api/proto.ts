@@ -145,6 +145,7 @@ export const ETCD_SERVICES = {
     methods: {
       Acquire: "unary",
       Renew: "unary",
+      KeepAlive: "bidi",
       Release: "unary",
       Get: "unary",
       List: "unary",

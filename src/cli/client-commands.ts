@@ -1,7 +1,9 @@
 /**
  * The `leasehold` client commands, parsed by commander: `lease`, `acquire`,
  * `lock`, `elect`, `counter`, `watch`, `put`/`get`/`del`, `status`, with
- * etcdctl's global flags (connection.ts) before (or after) the command.
+ * etcdctl's global flags (connection.ts) before (or after) the command,
+ * each also from the environment as LEASEHOLD_<FLAG> (etcdctl's
+ * ETCDCTL_<FLAG>; the command line wins).
  * `serve`, `sim` and `snapshot` keep their own etcd-style flags: main.ts
  * hands them their arguments untouched; they are listed here for `--help`.
  *
@@ -21,7 +23,12 @@
 
 import { Argument, Command, CommanderError, Option } from "commander";
 import type { WireMessage } from "../api/index.ts";
-import { connect, type LeaseholdClient, type WatchEvent } from "../client/client.ts";
+import {
+  connect,
+  type LeaseholdClient,
+  type EndpointStatus as SdkEndpointStatus,
+  type WatchEvent,
+} from "../client/client.ts";
 import { etcdClientError, type LeaseholdClientError, toClientError } from "../client/errors.ts";
 import { prefixEnd } from "../state/index.ts";
 import { DEFAULT_ENDPOINTS, type GlobalFlags, type Settings, settingsFrom } from "./connection.ts";
@@ -89,28 +96,31 @@ export function buildProgram(raw: readonly RawCommand[]): Command {
     .description(
       "A lease service on a Raft-replicated core, speaking the etcd v3 API.\n" +
         "Client commands take etcdctl's global flags, e.g.\n" +
-        "  leasehold --endpoints 127.0.0.1:2379 acquire res-1 --ttl 5 -- CMD ARGS...",
+        "  leasehold --endpoints 127.0.0.1:2379 acquire res-1 --ttl 5 -- CMD ARGS...\n" +
+        "or each from the environment as LEASEHOLD_<FLAG> (etcdctl's ETCDCTL_<FLAG>):\n" +
+        "  LEASEHOLD_ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379 leasehold status\n" +
+        "A flag on the command line wins over the environment.",
     )
     .exitOverride()
     .showHelpAfterError("(add --help for usage)")
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
-    .option(
-      "--endpoints <list>",
-      "comma-separated members, host:port or http(s)://host:port",
-      DEFAULT_ENDPOINTS,
-    )
-    .option("--user <user[:password]>", "etcd auth: user name, and password after a colon")
-    .option("--password <password>", "etcd auth: the password (with --user NAME)")
-    .option("--cacert <file>", "TLS: verify the members' certificates with this CA bundle")
-    .option("--cert <file>", "TLS: this client's certificate")
-    .option("--key <file>", "TLS: this client's private key")
     .addOption(
-      new Option("--command-timeout <duration>", "the bound on each call, retries included")
+      globalOption("--endpoints <list>", "comma-separated members, host:port or http(s)://host:port").default(
+        DEFAULT_ENDPOINTS,
+      ),
+    )
+    .addOption(globalOption("--user <user[:password]>", "etcd auth: user name, and password after a colon"))
+    .addOption(globalOption("--password <password>", "etcd auth: the password (with --user NAME)"))
+    .addOption(globalOption("--cacert <file>", "TLS: verify the members' certificates with this CA bundle"))
+    .addOption(globalOption("--cert <file>", "TLS: this client's certificate"))
+    .addOption(globalOption("--key <file>", "TLS: this client's private key"))
+    .addOption(
+      globalOption("--command-timeout <duration>", "the bound on each call, retries included")
         .argParser(parseDurationMs)
         .default(5_000, "5s"),
     )
     .addOption(
-      new Option("-w, --write-out <format>", "output format (default: simple; status: table)").choices(
+      globalOption("-w, --write-out <format>", "output format (default: simple; status: table)").choices(
         WRITE_OUT_FORMATS,
       ),
     );
@@ -135,6 +145,17 @@ export function buildProgram(raw: readonly RawCommand[]): Command {
   addCounterCommands(program);
   addStatusCommand(program);
   return program;
+}
+
+/**
+ * A global flag that may also come from the environment, as etcdctl's
+ * ETCDCTL_<FLAG>: `--command-timeout` from LEASEHOLD_COMMAND_TIMEOUT. The
+ * command line wins; commander parses and checks both the same way.
+ */
+function globalOption(flags: string, description: string): Option {
+  const option = new Option(flags, description);
+  const name = option.long!.replace(/^--/, "").toUpperCase().replaceAll("-", "_");
+  return option.env(`LEASEHOLD_${name}`);
 }
 
 // ---------------------------------------------------------------- running a body
@@ -638,7 +659,7 @@ function addStatusCommand(program: Command): void {
           (r) => r.members as W[],
           (e: unknown) => toClientError(e),
         );
-        const statuses = await Promise.all(settings.endpoints.map((ep) => endpointStatus(settings, ep)));
+        const statuses = await Promise.all((await client.status()).map((s) => withLeaseCount(settings, s)));
         out.print(statusResult(statuses, Array.isArray(members) ? members : []));
         if (!Array.isArray(members)) out.note(`member list: ${members.message}`);
         return statuses.some((s) => s.id === undefined) || !Array.isArray(members) ? 1 : 0;
@@ -646,29 +667,30 @@ function addStatusCommand(program: Command): void {
     );
 }
 
-/** Status and lease count as `endpoint` itself answers them. */
-async function endpointStatus(settings: Settings, endpoint: string): Promise<EndpointStatus> {
+/** A row of `status`: what the endpoint said of itself, and its live leases as it answers them. */
+async function withLeaseCount(settings: Settings, s: SdkEndpointStatus): Promise<EndpointStatus> {
+  if (s.memberId === undefined) return { endpoint: s.endpoint, errors: [s.error ?? "no answer"] };
   let client: LeaseholdClient | undefined;
+  let leases: number | undefined;
+  const errors = [...(s.errors ?? [])];
   try {
-    client = await connect({ ...settings.connect, endpoints: [endpoint] });
-    const s = await client.call("etcdserverpb.Maintenance", "Status", {}, {});
-    const leases = await client.call("etcdserverpb.Lease", "LeaseLeases", {}, {});
-    const header = s.header as W;
-    return {
-      endpoint,
-      id: BigInt(String(header.member_id)),
-      leader: BigInt(String(s.leader)),
-      raftTerm: Number(s.raftTerm),
-      raftIndex: Number(s.raftIndex),
-      revision: Number(header.revision),
-      leases: (leases.leases as W[]).length,
-      errors: (s.errors as string[]).map(String),
-    };
+    client = await connect({ ...settings.connect, endpoints: [s.endpoint] });
+    leases = ((await client.call("etcdserverpb.Lease", "LeaseLeases", {}, {})).leases as W[]).length;
   } catch (e) {
-    return { endpoint, errors: [toClientError(e).message] };
+    errors.push(toClientError(e).message);
   } finally {
     await client?.close();
   }
+  return {
+    endpoint: s.endpoint,
+    id: s.memberId,
+    leader: s.leader,
+    raftTerm: s.raftTerm,
+    raftIndex: s.raftIndex,
+    revision: s.revision,
+    ...(leases === undefined ? {} : { leases }),
+    errors,
+  };
 }
 
 function statusResult(statuses: readonly EndpointStatus[], members: readonly W[]): Rendered {

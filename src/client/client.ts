@@ -5,20 +5,26 @@
  *
  * Contract:
  * - Endpoints: "host:port" or "http(s)://host:port". Calls go to one endpoint
- *   at a time (any member serves: followers forward to the leader); on a
- *   retryable failure (errors.ts isRetryable: unavailable, no leader, leader
- *   changed, timeouts) the client moves to the next endpoint and retries with
- *   capped exponential backoff until the call's deadline (`timeoutMs`, default
- *   5 s) or its `signal` aborts.
+ *   at a time. Before the first call, and again (in the background) after a
+ *   failover, the client asks every endpoint who leads (Maintenance.Status;
+ *   the newest term decides) and points its calls at the leader, saving the
+ *   follower's forwarding hop; any member would serve. On a retryable failure
+ *   (errors.ts isRetryable: unavailable, no leader, leader changed, timeouts)
+ *   the client moves to the next endpoint and retries with capped exponential
+ *   backoff until the call's deadline (`timeoutMs`, default 5 s) or its
+ *   `signal` aborts.
  * - Mutations (acquire, release, fencedPut, counters) carry an idempotency key:
  *   this client's id and a sequence number per mutation, in the
  *   `leasehold-client-id` / `leasehold-seq` metadata (src/api/leases.ts). A
  *   retry reuses the number, so a request the server applied but whose answer
  *   was lost is not applied twice (the state machine's sessions).
- * - Leases: `acquire()` answers a `Lease` that keeps itself alive (Renew at
- *   TTL/3, lease-keeper.ts) and follows the Chubby client states valid →
- *   jeopardy → valid | expired; `lease.signal` aborts when the lease may be
- *   lost; `await using` releases it.
+ * - Leases: `acquire()` answers a `Lease` that keeps itself alive (renewed at
+ *   TTL/3, lease-keeper.ts; all of a client's leases on its one
+ *   Leases.KeepAlive stream, keepalive-stream.ts) and follows the Chubby
+ *   client states valid → jeopardy → valid | expired; `lease.signal` aborts
+ *   when the lease may be lost; `await using` releases it.
+ * - Streams (watch, the KeepAlive stream) move to the next member when theirs
+ *   breaks; a watch resumes from the revision after the last it yielded.
  * - Errors are typed (errors.ts): one class per kind.
  */
 
@@ -36,6 +42,7 @@ import {
 import { loadEtcdApi, type WireMessage } from "../api/index.ts";
 import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-common.ts";
 import { CancelledError, isRetryable, toClientError } from "./errors.ts";
+import { type KeepAliveCall, KeepAliveChannel } from "./keepalive-stream.ts";
 import { type KeeperClock, LeaseKeeper, systemClock } from "./lease-keeper.ts";
 
 type W = WireMessage;
@@ -130,6 +137,22 @@ export interface Election {
   observe(control?: { readonly signal?: AbortSignal }): AsyncGenerator<Holding>;
 }
 
+/** What one endpoint says of itself (etcd Maintenance.Status), or why it did not answer. */
+export interface EndpointStatus {
+  readonly endpoint: string;
+  /** Absent when the endpoint did not answer (see `error`). */
+  readonly memberId?: bigint;
+  /** The leader it knows (0n: none). */
+  readonly leader?: bigint;
+  readonly raftTerm?: number;
+  readonly raftIndex?: number;
+  readonly revision?: number;
+  /** What the member itself reports wrong (an alarm such as NOSPACE, a corrupt data file). */
+  readonly errors?: readonly string[];
+  /** Why the endpoint did not answer. */
+  readonly error?: string;
+}
+
 /** One change seen by `watch()`. */
 export interface WatchEvent {
   readonly type: "put" | "delete";
@@ -143,6 +166,8 @@ export interface WatchEvent {
 const DEFAULT_TIMEOUT_MS = 5_000;
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 1_000;
+/** The bound on asking every endpoint who leads (leader discovery). */
+const DISCOVERY_TIMEOUT_MS = 1_000;
 
 type Unary = (
   req: W,
@@ -183,12 +208,24 @@ export class LeaseholdClient {
   private readonly creds: ChannelCredentials;
   private readonly clients = new Map<string, Client>();
   private current = 0;
+  /** Leader discovery: done once before the first call, again in the background after a failover. */
+  private discovered = false;
+  private discovery: Promise<void> | undefined;
   private readonly clientId = `c-${randomBytes(9).toString("base64url")}`;
   /** Sessions with no mutation in flight (see mutate), and how many were made. */
   private readonly freeLanes: { readonly clientId: string; seq: number }[] = [];
   private lanes = 0;
   private token: string | undefined;
   private readonly leases = new Set<Lease>();
+  /** Every lease of this client is renewed on this one stream. */
+  private readonly keepAlives = new KeepAliveChannel(
+    () => {
+      const endpoint = this.endpoint;
+      const svc = this.client(endpoint, LEASES[0]) as unknown as { KeepAlive(md: Metadata): KeepAliveCall };
+      return { call: svc.KeepAlive(this.metadata()), endpoint };
+    },
+    (endpoint) => this.moveOff(endpoint),
+  );
   private closed = false;
   /** The holder name used when a call names none. */
   readonly holder: string;
@@ -285,10 +322,13 @@ export class LeaseholdClient {
   }
 
   /**
-   * The changes to `key` (or every key under it, with `prefix`) from now on,
-   * as an async iterator (etcd Watch). It ends when `signal` aborts or the
-   * loop breaks; a broken stream ends it with the error (no resume: start a
-   * new watch from the last revision seen with `startRevision`).
+   * The changes to `key` (or every key under it, with `prefix`) from now on
+   * (or from `startRevision`), as an async iterator (etcd Watch). It ends when
+   * `signal` aborts or the loop breaks. A stream that breaks for a retryable
+   * reason (the member went away, lost its leader) is opened again on the
+   * next member from the revision after the last one seen, so no change is
+   * missed or seen twice; a compacted revision or a cancel by the server ends
+   * it with an error.
    */
   async *watch(
     key: string | Uint8Array,
@@ -299,30 +339,58 @@ export class LeaseholdClient {
     } = {},
   ): AsyncGenerator<WatchEvent> {
     const k = bytes(key);
-    const create: W = { key: k };
-    if (options.prefix === true) create.range_end = prefixEndOf(k);
-    if (options.startRevision !== undefined) create.start_revision = options.startRevision;
-    const endpoint = this.endpoints[this.current % this.endpoints.length]!;
-    const svc = this.client(endpoint, "etcdserverpb.Watch") as unknown as {
-      Watch(md: Metadata): NodeJS.EventEmitter & { write(m: W): void; cancel(): void };
-    };
-    const md = new Metadata();
-    if (this.token !== undefined) md.set("token", this.token);
-    const stream = svc.Watch(md);
-    stream.write({ create_request: create });
-    yield* drainStream(stream, options.signal, (r: W) => {
-      if (r.canceled === true)
-        throw new CancelledError(`leasehold: the watch was cancelled: ${String(r.cancel_reason)}`);
-      return ((r.events as W[]) ?? []).map((e) => {
-        const kv = e.kv as W;
-        return {
-          type: e.type === 1 || e.type === "DELETE" ? ("delete" as const) : ("put" as const),
-          key: Buffer.from(kv.key as Buffer).toString(),
-          value: Buffer.from(kv.value as Buffer).toString(),
-          revision: Number(kv.mod_revision),
-        };
-      });
-    });
+    /** The first revision not seen yet (undefined: from now, until the first answer says what now is). */
+    let next = options.startRevision;
+    let backoff = BACKOFF_FIRST_MS;
+    for (;;) {
+      const create: W = { key: k };
+      if (options.prefix === true) create.range_end = prefixEndOf(k);
+      if (next !== undefined) create.start_revision = next;
+      const endpoint = this.endpoint;
+      const svc = this.client(endpoint, "etcdserverpb.Watch") as unknown as {
+        Watch(md: Metadata): NodeJS.EventEmitter & { write(m: W): void; cancel(): void };
+      };
+      const stream = svc.Watch(this.metadata());
+      stream.write({ create_request: create });
+      try {
+        for await (const r of drainStream(stream, options.signal, (r: W) => [r])) {
+          if (r.canceled === true) {
+            const compacted = Number(r.compact_revision ?? 0);
+            throw new CancelledError(
+              compacted > 0
+                ? `leasehold: the watch was cancelled: revision ${next} is compacted (the oldest is ${compacted})`
+                : `leasehold: the watch was cancelled: ${String(r.cancel_reason)}`,
+            );
+          }
+          if (r.created === true && next === undefined) next = Number((r.header as W).revision) + 1;
+          backoff = BACKOFF_FIRST_MS;
+          for (const e of (r.events as W[]) ?? []) {
+            const kv = e.kv as W;
+            const revision = Number(kv.mod_revision);
+            next = revision + 1;
+            yield {
+              type: e.type === 1 || e.type === "DELETE" ? ("delete" as const) : ("put" as const),
+              key: Buffer.from(kv.key as Buffer).toString(),
+              value: Buffer.from(kv.value as Buffer).toString(),
+              revision,
+            };
+          }
+        }
+        return;
+      } catch (e) {
+        const err = toClientError(e);
+        if (options.signal?.aborted === true || this.closed || !isRetryable(err)) throw err;
+        this.moveOff(endpoint);
+        if (
+          !(await sleep(backoff, options.signal).then(
+            () => true,
+            () => false,
+          ))
+        )
+          return; // aborted
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
   }
 
   /**
@@ -332,13 +400,10 @@ export class LeaseholdClient {
    * only as seen by the member this client talks to.
    */
   async *events(prefix: string, options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<LeaseEvent> {
-    const endpoint = this.endpoints[this.current % this.endpoints.length]!;
-    const svc = this.client(endpoint, LEASES[0]) as unknown as {
+    const svc = this.client(this.endpoint, LEASES[0]) as unknown as {
       Events(req: W, md: Metadata): NodeJS.EventEmitter & { cancel(): void };
     };
-    const md = new Metadata();
-    if (this.token !== undefined) md.set("token", this.token);
-    const stream = svc.Events({ prefix }, md);
+    const stream = svc.Events({ prefix }, this.metadata());
     yield* drainStream(stream, options.signal, (r: W): LeaseEvent[] => {
       const type = LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke";
       const base = { type, holding: holdingOf(r.holding as W), revision: Number(r.revision) };
@@ -500,6 +565,7 @@ export class LeaseholdClient {
     if (this.closed) return;
     await Promise.allSettled([...this.leases].map((l) => l.release()));
     this.closed = true;
+    this.keepAlives.close();
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
   }
@@ -511,6 +577,96 @@ export class LeaseholdClient {
   /** The lease-keeping clock (tests inject one). */
   get clock(): KeeperClock {
     return this.options.clock ?? systemClock;
+  }
+
+  /**
+   * What every endpoint says of itself (Maintenance.Status), asked of all at
+   * once, each without failover: the endpoints that did not answer come with
+   * their error.
+   */
+  async status(control: CallControl = {}): Promise<EndpointStatus[]> {
+    if (this.closed) throw new CancelledError("the client is closed");
+    const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    return Promise.all(
+      this.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+        try {
+          const r = await this.once(
+            endpoint,
+            "etcdserverpb.Maintenance",
+            "Status",
+            {},
+            deadline,
+            control.signal,
+          );
+          const header = r.header as W;
+          return {
+            endpoint,
+            memberId: BigInt(String(header.member_id)),
+            leader: BigInt(String(r.leader)),
+            raftTerm: Number(r.raftTerm),
+            raftIndex: Number(r.raftIndex),
+            revision: Number(header.revision),
+            errors: ((r.errors as unknown[]) ?? []).map(String),
+          };
+        } catch (e) {
+          return { endpoint, error: toClientError(e).message };
+        }
+      }),
+    );
+  }
+
+  /**
+   * Leader discovery: asks every endpoint who leads and points calls at the
+   * leader's endpoint (followers would forward to it: one hop saved per call).
+   * The newest term's answer decides, so a deposed leader that has not heard
+   * of its successor is not believed. Nothing changes if no endpoint answers or
+   * the leader is not among the endpoints. One discovery at a time.
+   */
+  findLeader(): Promise<void> {
+    if (this.closed || this.endpoints.length === 1) return Promise.resolve();
+    this.discovered = true;
+    this.discovery ??= this.status({ timeoutMs: DISCOVERY_TIMEOUT_MS })
+      .then((answers) => {
+        let newest: EndpointStatus | undefined;
+        for (const a of answers)
+          if (
+            a.leader !== undefined &&
+            a.leader !== 0n &&
+            (newest === undefined || a.raftTerm! > newest.raftTerm!)
+          )
+            newest = a;
+        const i = answers.findIndex((a) => newest !== undefined && a.memberId === newest.leader);
+        if (i >= 0) this.current = i;
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.discovery = undefined;
+      });
+    return this.discovery;
+  }
+
+  /** The endpoint calls go to now. */
+  get endpoint(): string {
+    return this.endpoints[this.current % this.endpoints.length]!;
+  }
+
+  /** @internal One renewal on the client's KeepAlive stream: the TTL the lease now runs. */
+  renewLease(leaseId: bigint, holder: string, signal: AbortSignal): Promise<number> {
+    return this.keepAlives.renew(leaseId, holder, signal);
+  }
+
+  /** `endpoint` failed: calls move to the next one (once, however many calls saw it fail). */
+  private moveOff(endpoint: string): void {
+    if (this.endpoints.length === 1 || this.endpoint !== endpoint) return;
+    this.current++;
+    void this.findLeader();
+  }
+
+  /** The metadata of every call: the auth token, if any. */
+  private metadata(): Metadata {
+    const md = new Metadata();
+    if (this.token !== undefined) md.set("token", this.token);
+    return md;
   }
 
   /** @internal A lease forgets itself when it ends. */
@@ -550,10 +706,11 @@ export class LeaseholdClient {
   ): Promise<W> {
     if (this.closed) throw new CancelledError("the client is closed");
     const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    if (!this.discovered) await this.findLeader();
     let backoff = BACKOFF_FIRST_MS;
     for (;;) {
       control.signal?.throwIfAborted();
-      const endpoint = this.endpoints[this.current % this.endpoints.length]!;
+      const endpoint = this.endpoint;
       try {
         return await this.once(endpoint, service, method, req, deadline, control.signal, session);
       } catch (e) {
@@ -562,7 +719,7 @@ export class LeaseholdClient {
         const left = deadline - Date.now();
         if (left <= 0) throw err;
         // Another member may answer: move on, after a pause that grows.
-        if (this.endpoints.length > 1) this.current++;
+        this.moveOff(endpoint);
         await sleep(Math.min(backoff, left), control.signal);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       }
@@ -576,11 +733,10 @@ export class LeaseholdClient {
     req: W,
     deadline: number,
     signal: AbortSignal | undefined,
-    session: { clientId: string; seq: number } | undefined,
+    session?: { clientId: string; seq: number },
   ): Promise<W> {
     const client = this.client(endpoint, service) as unknown as Record<string, Unary>;
-    const md = new Metadata();
-    if (this.token !== undefined) md.set("token", this.token);
+    const md = this.metadata();
     if (session !== undefined) {
       md.set(SESSION_CLIENT_ID_HEADER, session.clientId);
       md.set(SESSION_SEQ_HEADER, String(session.seq));
@@ -697,13 +853,7 @@ export class Lease {
     signal: AbortSignal,
   ): Promise<{ kind: "renewed"; ttlSeconds: number } | { kind: "gone" }> {
     try {
-      const r = await this.client.call(
-        this.kind === "resource" ? LEASES[0] : SEMAPHORES[0],
-        "Renew",
-        { lease_id: this.id.toString(), holder: this.holder },
-        { signal, timeoutMs: Math.max(500, (this.ttlSeconds * 1000) / 3) },
-      );
-      return { kind: "renewed", ttlSeconds: Number(r.ttl) };
+      return { kind: "renewed", ttlSeconds: await this.client.renewLease(this.id, this.holder, signal) };
     } catch (e) {
       if (e instanceof Error && (e.name === "LeaseNotFoundError" || e.name === "NotHolderError"))
         return { kind: "gone" };
@@ -753,7 +903,8 @@ async function* drainStream<T>(
   stream.on("error", (e: unknown) => push(toClientError(e)));
   stream.on("end", () => push("end"));
   const onAbort = () => push("end");
-  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted === true) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
   try {
     for (;;) {
       const x = queue.shift();

@@ -196,6 +196,61 @@ describe("Renew and Release", () => {
   });
 });
 
+describe("KeepAlive (one stream renews many holdings)", () => {
+  it("renews resource and semaphore claims, answers refusals in the message and goes on", async () => {
+    const res = (await acquireCall("ka-res", "alice", false, 20).answer).holding as W;
+    const sem = (
+      await node.unary("leasehold.v1.Semaphores", "Acquire", {
+        name: "ka-sem",
+        holder: "carol",
+        ttl: 25,
+        permits: 2,
+      })
+    ).holding as W;
+    const stream = (
+      node.client("leasehold.v1.Leases") as unknown as {
+        KeepAlive(): NodeJS.EventEmitter & { write(m: W): void; end(): void };
+      }
+    ).KeepAlive();
+    const answers = new Map<string, W>();
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on("data", (m: W) => answers.set(String(m.seq), m));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    stream.write({ lease_id: res.lease_id, holder: "alice", seq: 1 });
+    stream.write({ lease_id: res.lease_id, holder: "mallory", seq: 2 });
+    stream.write({ lease_id: "424242", holder: "alice", seq: 3 });
+    stream.write({ lease_id: sem.lease_id, holder: "carol", seq: 4 });
+    stream.write({ lease_id: sem.lease_id, holder: "alice", seq: 5 });
+    stream.end();
+    await ended; // the server ends its side once every request is answered
+    const view = (seq: string) => {
+      const m = answers.get(seq)!;
+      return { lease: String(m.lease_id), ttl: String(m.ttl), code: m.error_code, kind: m.error_kind };
+    };
+    expect([...answers.keys()].sort()).toEqual(["1", "2", "3", "4", "5"]);
+    expect(view("1")).toEqual({ lease: String(res.lease_id), ttl: "20", code: 0, kind: "" });
+    expect(view("2")).toEqual({
+      lease: String(res.lease_id),
+      ttl: "0",
+      code: status.PERMISSION_DENIED,
+      kind: "notHolder",
+    });
+    expect(answers.get("2")!.error_message).toMatch(/is held by "alice", not "mallory"/);
+    expect(view("3")).toEqual({ lease: "424242", ttl: "0", code: status.NOT_FOUND, kind: "notFound" });
+    expect(view("4")).toEqual({ lease: String(sem.lease_id), ttl: "25", code: 0, kind: "" });
+    expect(view("5")).toMatchObject({ code: status.PERMISSION_DENIED, kind: "notHolder" });
+    expect(answers.get("5")!.error_message).toMatch(/semaphore "ka-sem" is held by "carol"/);
+    await leases("Release", { resource: "ka-res", lease_id: res.lease_id, holder: "alice" });
+    await node.unary("leasehold.v1.Semaphores", "Release", {
+      name: "ka-sem",
+      lease_id: sem.lease_id,
+      holder: "carol",
+    });
+  });
+});
+
 describe("Get and List", () => {
   it("List answers the holder of every resource under a prefix, in name order, not its waiters", async () => {
     const held: W[] = [];

@@ -233,6 +233,7 @@ describe("protos: services and streaming", () => {
     "leasehold.v1.Leases": {
       Acquire: u,
       Renew: u,
+      KeepAlive: "bidi",
       Release: u,
       Get: u,
       List: u,

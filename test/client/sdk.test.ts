@@ -353,6 +353,24 @@ describe.each(modes)("the SDK against $name", (mode) => {
     await term2.release();
   });
 
+  it("leader discovery: status() names one leader, and a client listing it last still calls it first", async () => {
+    const statuses = await alice.status();
+    const answered = statuses.filter((s) => s.error === undefined);
+    expect(answered.length).toBeGreaterThanOrEqual(1);
+    const leader = answered[0]!.leader!;
+    expect(leader).not.toBe(0n);
+    for (const s of answered) expect(s.leader).toBe(leader);
+    const leaderEndpoint = answered.find((s) => s.memberId === leader)!.endpoint;
+    const others = statuses.map((s) => s.endpoint).filter((e) => e !== leaderEndpoint);
+    const c = await connect({ endpoints: [...others, leaderEndpoint], timeoutMs: 10_000 });
+    try {
+      await c.put("sdk/discovery", "x");
+      expect(c.endpoint).toBe(leaderEndpoint);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("a call on a closed client fails at once with a typed error", async () => {
     const c = await newClient();
     await c.close();

@@ -1,0 +1,115 @@
+/**
+ * The SDK's streams survive losing the member they talk to: an in-process
+ * member reached through a TCP proxy we can cut (listed first, so leader
+ * discovery picks it: both endpoints are the same member) and directly. When
+ * the proxy dies mid-stream:
+ * - watch() opens again on the other endpoint from the revision after the
+ *   last one it yielded: the change made while it was cut off arrives, and
+ *   nothing arrives twice;
+ * - the client's one KeepAlive stream breaks, and the next renewal goes to
+ *   the other endpoint: the lease stays valid and its deadline moves on.
+ *
+ * Nothing sleeps: every step waits for an answer or an event.
+ */
+
+import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { connect, type LeaseholdClient, type WatchEvent } from "../../src/client/client.ts";
+import { open } from "../../src/embedded/index.ts";
+
+let member: LeaseholdClient & { port: number };
+let proxy: Server;
+let proxyPort: number;
+const sockets = new Set<Socket>();
+
+beforeAll(async () => {
+  member = await open();
+  proxy = createServer((inbound) => {
+    const outbound = connectTo(member.port);
+    sockets.add(inbound).add(outbound);
+    inbound.pipe(outbound).pipe(inbound);
+    const drop = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on("error", drop).on("close", drop);
+    outbound.on("error", drop).on("close", drop);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  proxyPort = (proxy.address() as { port: number }).port;
+});
+
+afterAll(async () => {
+  cutProxy();
+  await member?.close();
+});
+
+function connectTo(port: number): Socket {
+  return netConnect(port, "127.0.0.1");
+}
+
+/** The proxy stops listening and drops every connection through it. */
+function cutProxy(): void {
+  proxy?.close();
+  for (const s of sockets) s.destroy();
+}
+
+it("watch and keepalive move to the other endpoint when theirs dies, missing and repeating nothing", async () => {
+  const direct = `127.0.0.1:${member.port}`;
+  const client = await connect({ endpoints: [`127.0.0.1:${proxyPort}`, direct], timeoutMs: 10_000 });
+  try {
+    const r0 = await client.put("fo/0", "before"); // leader discovery: the first endpoint, the proxy
+    expect(client.endpoint).toBe(`127.0.0.1:${proxyPort}`);
+    const lease = await client.acquire("fo-res", { ttl: 30, holder: "fo" });
+    await lease.renew(); // the KeepAlive stream is open, through the proxy
+
+    const stop = new AbortController();
+    const seen: WatchEvent[] = [];
+    const waiting: { n: number; resolve: () => void }[] = [];
+    const watching = (async () => {
+      for await (const e of client.watch("fo/", {
+        prefix: true,
+        startRevision: r0 + 1,
+        signal: stop.signal,
+      })) {
+        seen.push(e);
+        for (const w of waiting) if (seen.length >= w.n) w.resolve();
+        if (e.key === "fo/3") stop.abort();
+      }
+    })();
+    /** Resolves once `n` events were seen; rejects if the watch ends first. */
+    const seenCount = (n: number) =>
+      Promise.race([
+        new Promise<void>((resolve) => {
+          if (seen.length >= n) resolve();
+          else waiting.push({ n, resolve });
+        }),
+        watching.then(() => {
+          throw new Error(`the watch ended after ${seen.length} events`);
+        }),
+      ]);
+    const w1 = await member.put("fo/1", "one");
+    await seenCount(1);
+
+    cutProxy();
+    const w2 = await member.put("fo/2", "two"); // while the watch is cut off
+    const before = lease.validUntil();
+    await lease.renew(); // fails on the dead stream...
+    await lease.renew(); // ...and goes through on the other endpoint
+    expect(lease.state).toBe("valid");
+    expect(lease.validUntil()).toBeGreaterThan(before);
+    expect(client.endpoint).toBe(direct);
+
+    await seenCount(2);
+    const w3 = await member.put("fo/3", "three");
+    await watching;
+    expect(seen.map((e) => [e.key, e.revision])).toEqual([
+      ["fo/1", w1],
+      ["fo/2", w2],
+      ["fo/3", w3],
+    ]);
+    await lease.release();
+  } finally {
+    await client.close();
+  }
+});
