@@ -13,6 +13,7 @@ export type {
   EndpointStatus,
   Holding,
   LeaseEvent,
+  Subscription,
   WatchEvent,
 } from "./client/client.ts";
 export { connect, Lease, LeaseholdClient } from "./client/client.ts";

@@ -12,10 +12,12 @@
  *   than its holder now, "grant" for that holder (a waiter moved up);
  * - a release request key put (RequestRelease): "releaseRequested", with
  *   the request, for the holding it names;
- * - "renew": only on the member that answered the renewal (`renewed`):
- *   keepalives are answered from the leader's memory and never logged, so no
- *   other member learns of them. Subscribe on the member you renew through
- *   to see them.
+ * - "renew": keepalives are answered from the leader's memory and never
+ *   logged, so the leader tells the others (Member.leaseKept: at once on the
+ *   leader, within a heartbeat on the others, through RENEWED envelopes);
+ *   every member reports every renewal of a claim's lease, once (the
+ *   server's own keepalive of a waiting claim included). A renewal
+ *   that comes to a member during a leader change may go unreported.
  * Events carry the claim (resource, holder, lease, fencing token) and the
  * revision of the entry (renew: the member's current revision).
  *
@@ -24,7 +26,7 @@
  * own backpressure policy).
  */
 
-import type { ApplyResult, ReleaseRequest, ResourceClaim, StateMachine } from "../state/index.ts";
+import type { ApplyResult, LeaseId, ReleaseRequest, ResourceClaim, StateMachine } from "../state/index.ts";
 import { claimOf, lockDelayResourceOf, releaseRequestOf } from "../state/index.ts";
 
 export type LeaseEventType =
@@ -71,10 +73,16 @@ export class LeaseEventHub {
     return this.subscribers.size;
   }
 
-  /** A renewal this member answered. */
-  renewed(claim: ResourceClaim): void {
-    if (this.subscribers.size === 0) return;
-    this.emit({ type: "renew", claim, revision: this.machine().currentRevision() });
+  /**
+   * The leader renewed lease `id` (Member.leaseKept): "renew" for its claim,
+   * if it holds one. Answers whether it does (then the leader shares it).
+   */
+  kept(id: LeaseId): boolean {
+    const claim = this.machine().claimOfRenewedLease(id);
+    if (claim === undefined) return false;
+    if (this.subscribers.size > 0)
+      this.emit({ type: "renew", claim, revision: this.machine().currentRevision() });
+    return true;
   }
 
   /** One applied entry (see the header). */

@@ -77,8 +77,8 @@ type W = WireMessage;
 export function leasesService(host: ApiHost, events: LeaseEventHub): UntypedServiceImplementation {
   return {
     Acquire: host.unary((w, call) => acquire(host, w, call)),
-    Renew: host.unary((w, call) => renew(host, w, call, events)),
-    KeepAlive: (call: ServerDuplexStream<W, W>) => keepAliveStream(host, call, events),
+    Renew: host.unary((w, call) => renew(host, w, call)),
+    KeepAlive: (call: ServerDuplexStream<W, W>) => keepAliveStream(host, call),
     Release: host.unary((w, call) => release(host, w, call)),
     Get: host.unary((w, call) => get(host, w, call)),
     List: host.unary((w, call) => list(host, w, call)),
@@ -170,6 +170,9 @@ async function forceRevoke(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   }
 }
 
+/** LeaseEvent.Type CREATED: the first message of an Events stream. */
+const CREATED_EVENT = 7;
+
 const EVENT_TYPES: Readonly<Record<LeaseEventType, number>> = {
   grant: 0,
   queue: 1,
@@ -221,6 +224,8 @@ async function streamEvents(
       });
     });
     if (unsubscribe === undefined) throw new ErrorAnswer("RequestTooManyRequests");
+    // Subscribed: what applies from here on is reported, so the client may act now (CREATED).
+    call.write({ type: CREATED_EVENT, revision: host.header().revision });
     call.on("cancelled", stop);
     call.on("close", stop);
     call.on("error", stop);
@@ -362,7 +367,7 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   }
 }
 
-async function renew(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub): Promise<W> {
+async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
   await host.authorize(call, []);
@@ -370,7 +375,6 @@ async function renew(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub)
   const claim = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
   if (claim === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no resource`);
   const ttl = await keepClaim(host, id, holder, `"${claim.resource}"`, claim.holder);
-  events.renewed(claim);
   return { header: host.header(), ttl };
 }
 
@@ -404,7 +408,7 @@ const KEEPALIVE_INFLIGHT_MAX = 512;
  * answers, the stream is paused (a client that sends but does not read stops
  * being read).
  */
-function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>, events: LeaseEventHub): void {
+function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>): void {
   let inFlight = 0;
   let blocked = false;
   let paused = false;
@@ -432,7 +436,7 @@ function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>, events: 
     settle();
     const seq = w.seq ?? "0";
     const leaseField = w.lease_id ?? "0";
-    renewAny(host, w, call, events).then(
+    renewAny(host, w, call).then(
       (ttl) => answer({ header: host.header(), lease_id: leaseField, seq, ttl }),
       (err: unknown) => {
         const se = host.toServiceError(err);
@@ -457,7 +461,7 @@ function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>, events: 
 }
 
 /** One KeepAlive request: the lease's resource claim, else its semaphore claim, renewed; the TTL. */
-async function renewAny(host: ApiHost, w: W, call: CallInfo, events: LeaseEventHub): Promise<number> {
+async function renewAny(host: ApiHost, w: W, call: CallInfo): Promise<number> {
   const id = leaseOf(w);
   const holder = holderOf(w);
   await host.authorize(call, []);
@@ -471,9 +475,7 @@ async function renewAny(host: ApiHost, w: W, call: CallInfo, events: LeaseEventH
   if (found === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim`);
   if (found.claim !== undefined) {
     const c = found.claim;
-    const ttl = await keepClaim(host, id, holder, `"${c.resource}"`, c.holder);
-    events.renewed(c);
-    return ttl;
+    return keepClaim(host, id, holder, `"${c.resource}"`, c.holder);
   }
   const s = found.semaphore;
   return keepClaim(host, id, holder, `semaphore "${s.semaphore}"`, s.holder);

@@ -249,6 +249,7 @@ export class ApiServer implements ApiHost {
     this.register(api.services.Election, electionService(this));
     const leaseEvents = new LeaseEventHub(() => this.member.machine);
     this.member.entryApplied = (res) => leaseEvents.applied(res);
+    this.member.leaseKept = (id) => leaseEvents.kept(id);
     this.register(api.services.Leases, leasesService(this, leaseEvents));
     this.register(api.services.Fences, fencesService(this));
     this.register(api.services.Counters, countersService(this));

@@ -15,7 +15,7 @@
  *   combination).
  * - Every call goes through the SDK (`connect()`); what it has no method for
  *   goes through `client.call()` / `client.mutate()` (mutations carry an
- *   idempotency key), and streams through streams.ts. No semantics of the
+ *   idempotency key), `client.streamOnce()` and `client.serverStream()`. No semantics of the
  *   service are implemented here (CONVENTIONS: no second implementation in
  *   cli/).
  * - Output formats: output.ts.
@@ -32,7 +32,7 @@ import {
 import { etcdClientError, type LeaseholdClientError, toClientError } from "../client/errors.ts";
 import { prefixEnd } from "../state/index.ts";
 import { DEFAULT_ENDPOINTS, type GlobalFlags, type Settings, settingsFrom } from "./connection.ts";
-import { runCampaign, runObserve } from "./elect.ts";
+import { keepAliveOnce, runCampaign, runObserve } from "./elect.ts";
 import {
   formatDurationMs,
   leaseHex,
@@ -50,14 +50,12 @@ import {
 } from "./output.ts";
 import { runHolding } from "./run-holding.ts";
 import { TerminationSignals } from "./signals.ts";
-import { Streams } from "./streams.ts";
 
 type W = WireMessage;
 
 /** What a command body gets. */
 interface Context {
   readonly client: LeaseholdClient;
-  readonly streams: Streams;
   readonly settings: Settings;
   readonly out: Output;
 }
@@ -171,32 +169,16 @@ async function run(cmd: Command, defaultFormat: WriteOut, body: Body): Promise<v
   }
   const out = new Output(settings.writeOut ?? defaultFormat);
   let client: LeaseholdClient | undefined;
-  let streams: Streams | undefined;
   try {
     const c = await connect(settings.connect);
     client = c;
-    streams = new Streams(settings, streamToken(c, settings));
-    process.exitCode = await body({ client: c, streams, settings, out });
+    process.exitCode = await body({ client: c, settings, out });
   } catch (e) {
     out.note(failureMessage(e, settings));
     process.exitCode = 1;
   } finally {
-    streams?.close();
     await client?.close();
   }
-}
-
-/** The auth token for streams: asked once, when a stream first needs it (undefined without --user). */
-function streamToken(client: LeaseholdClient, settings: Settings): () => Promise<string | undefined> {
-  const auth = settings.connect.auth;
-  let token: Promise<string> | undefined;
-  return () => {
-    if (auth === undefined) return Promise.resolve(undefined);
-    token ??= client
-      .call("etcdserverpb.Auth", "Authenticate", { name: auth.user, password: auth.password }, {})
-      .then((r) => String(r.token));
-    return token;
-  };
 }
 
 /** One line for a failure: the server's message, with a hint where it helps. */
@@ -293,10 +275,10 @@ function addHoldingCommands(program: Command): void {
             exitCode: 2,
             code: "leasehold.usage",
           });
-        return run(cmd, "simple", ({ client, streams, out }) =>
+        return run(cmd, "simple", ({ client, out }) =>
           proposal === undefined
-            ? runObserve(streams, name, out)
-            : runCampaign(client, streams, { name, proposal, ttlSeconds: o.ttl }, out),
+            ? runObserve(client, name, out)
+            : runCampaign(client, { name, proposal, ttlSeconds: o.ttl }, out),
         );
       },
     );
@@ -357,8 +339,8 @@ function addLeaseCommands(program: Command): void {
     .description("renew a lease once (etcd's keepalive; etcdctl lease keep-alive --once)")
     .addArgument(leaseIdArgument())
     .action((id: bigint, _o: unknown, cmd: Command) =>
-      run(cmd, "simple", async ({ streams, out }) => {
-        const answer = await streams.keepAliveOnce(id, {});
+      run(cmd, "simple", async ({ client, out }) => {
+        const answer = await keepAliveOnce(client, id, {});
         if (answer.kind === "gone") throw etcdClientError("LeaseNotFound");
         out.print({
           simple: [`lease ${leaseHex(id)} keepalived with TTL(${answer.ttlSeconds})`],

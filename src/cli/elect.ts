@@ -22,18 +22,16 @@
 import type { WireMessage } from "../api/index.ts";
 import type { LeaseholdClient } from "../client/client.ts";
 import { LeaseLostError, toClientError } from "../client/errors.ts";
-import { LeaseKeeper, systemClock } from "../client/lease-keeper.ts";
+import { LeaseKeeper, type RenewAnswer, systemClock } from "../client/lease-keeper.ts";
 import { leaseHex, type Output, type Rendered } from "./output.ts";
 import { EXIT_LEASE_LOST } from "./run-holding.ts";
 import { signalExitCode, TerminationSignals, whenAborted } from "./signals.ts";
-import type { Streams } from "./streams.ts";
 
 type W = WireMessage;
 
 /** Campaigns for `name` with `proposal` and holds leadership (see the header); answers the exit code. */
 export async function runCampaign(
   client: LeaseholdClient,
-  streams: Streams,
   spec: { readonly name: string; readonly proposal: string; readonly ttlSeconds: number },
   out: Output,
 ): Promise<number> {
@@ -44,7 +42,7 @@ export async function runCampaign(
   const keeper = new LeaseKeeper({
     ttlSeconds: Number(granted.TTL),
     grantedAt: sentAt,
-    renew: (signal) => streams.keepAliveOnce(id, { signal, timeoutMs: (Number(granted.TTL) * 1000) / 3 }),
+    renew: (signal) => keepAliveOnce(client, id, { signal, timeoutMs: (Number(granted.TTL) * 1000) / 3 }),
   });
   // The keeper's timers are unref'd: something must keep the process alive while it campaigns and leads.
   const alive = setInterval(() => {}, 1 << 30);
@@ -92,22 +90,38 @@ export async function runCampaign(
   }
 }
 
-/** Prints the leader of `name` on each Observe answer until SIGINT/SIGTERM; answers the exit code. */
-export async function runObserve(streams: Streams, name: string, out: Output): Promise<number> {
+/**
+ * Prints the leader of `name` on each Observe answer until SIGINT/SIGTERM
+ * (a reconnect to another member prints the current leader again); answers
+ * the exit code.
+ */
+export async function runObserve(client: LeaseholdClient, name: string, out: Output): Promise<number> {
   const stop = new TerminationSignals();
   try {
-    await streams.observe(
-      Buffer.from(name),
-      (r) => {
-        const kv = r.kv as W | null;
-        if (kv != null) out.print(leaderResult(kv.key as Buffer, kv.value as Buffer));
-      },
-      stop.signal,
-    );
+    for await (const r of client.serverStream(
+      "v3electionpb.Election",
+      "Observe",
+      { name: Buffer.from(name) },
+      { signal: stop.signal },
+    )) {
+      const kv = r.kv as W | null;
+      if (kv != null) out.print(leaderResult(kv.key as Buffer, kv.value as Buffer));
+    }
     return 0;
   } finally {
     stop.dispose();
   }
+}
+
+/** One etcd keepalive of lease `id` (Lease.LeaseKeepAlive): its TTL now, or "gone" (etcd answers TTL 0 for a lease it does not have). */
+export async function keepAliveOnce(
+  client: LeaseholdClient,
+  id: bigint,
+  control: { readonly signal?: AbortSignal; readonly timeoutMs?: number },
+): Promise<RenewAnswer> {
+  const r = await client.streamOnce("etcdserverpb.Lease", "LeaseKeepAlive", { ID: id.toString() }, control);
+  const ttl = Number(r.TTL);
+  return ttl > 0 ? { kind: "renewed", ttlSeconds: ttl } : { kind: "gone" };
 }
 
 /** A leader as etcdctl prints it: its key, then its value. */

@@ -41,7 +41,7 @@ import {
 } from "@grpc/grpc-js";
 import { loadEtcdApi, type WireMessage } from "../api/index.ts";
 import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-common.ts";
-import { CancelledError, isRetryable, toClientError } from "./errors.ts";
+import { CancelledError, isRetryable, toClientError, UnavailableError } from "./errors.ts";
 import { type KeepAliveCall, KeepAliveChannel } from "./keepalive-stream.ts";
 import { type KeeperClock, LeaseKeeper, systemClock } from "./lease-keeper.ts";
 
@@ -133,8 +133,8 @@ export interface Election {
   campaign(proposal: string, options: Omit<AcquireOptions, "holder" | "wait">): Promise<Lease>;
   /** The leader now, if any (linearizable). */
   leader(control?: CallControl): Promise<Holding | undefined>;
-  /** Each new leader from now on, until `signal` aborts. */
-  observe(control?: { readonly signal?: AbortSignal }): AsyncGenerator<Holding>;
+  /** Each new leader from now on (from `ready` on), until `signal` aborts. */
+  observe(control?: { readonly signal?: AbortSignal }): Subscription<Holding>;
 }
 
 /** What one endpoint says of itself (etcd Maintenance.Status), or why it did not answer. */
@@ -152,6 +152,9 @@ export interface EndpointStatus {
   /** Why the endpoint did not answer. */
   readonly error?: string;
 }
+
+/** A stream of changes that opened at once: `ready` resolves with the revision it starts after once the server confirmed it. */
+export type Subscription<T> = AsyncGenerator<T> & { readonly ready: Promise<number> };
 
 /** One change seen by `watch()`. */
 export interface WatchEvent {
@@ -294,11 +297,14 @@ export class LeaseholdClient {
     return {
       campaign: (proposal, options) => this.acquire(name, { ...options, holder: proposal, wait: true }),
       leader: async (control = {}) => (await this.holding(name, control)).holder,
-      observe: async function* (this: LeaseholdClient, control: { readonly signal?: AbortSignal } = {}) {
-        for await (const e of this.events(name, control)) {
-          if (e.type === "grant" && e.holding.resource === name) yield e.holding;
-        }
-      }.bind(this),
+      observe: (control = {}) => {
+        const events = this.events(name, control);
+        const leaders = (async function* () {
+          for await (const e of events)
+            if (e.type === "grant" && e.holding.resource === name) yield e.holding;
+        })();
+        return Object.assign(leaders, { ready: events.ready });
+      },
     };
   }
 
@@ -396,25 +402,46 @@ export class LeaseholdClient {
   /**
    * What happens to the holdings of every resource whose name starts with
    * `prefix`, from now on (leasehold.v1 Leases.Events), as an async
-   * iterator; it ends when `signal` aborts or the loop breaks. Renewals show
-   * only as seen by the member this client talks to.
+   * iterator; it ends when `signal` aborts or the loop breaks. The stream
+   * opens at once: `ready` resolves (with the revision it starts after) once
+   * the server confirmed it, so what is done after `await events.ready` is
+   * reported. Renewals come from the leader's word (keepalives are not
+   * logged): within a heartbeat on a follower.
    */
-  async *events(prefix: string, options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<LeaseEvent> {
+  events(prefix: string, options: { readonly signal?: AbortSignal } = {}): Subscription<LeaseEvent> {
+    if (this.closed) throw new CancelledError("the client is closed");
     const svc = this.client(this.endpoint, LEASES[0]) as unknown as {
       Events(req: W, md: Metadata): NodeJS.EventEmitter & { cancel(): void };
     };
-    const stream = svc.Events({ prefix }, this.metadata());
-    yield* drainStream(stream, options.signal, (r: W): LeaseEvent[] => {
-      const type = LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke";
-      const base = { type, holding: holdingOf(r.holding as W), revision: Number(r.revision) };
-      if (type !== "releaseRequested") return [base];
-      const request = {
-        requester: String(r.requester),
-        reason: String(r.reason),
-        deadlineSeconds: Number(r.deadline_seconds),
-      };
-      return [{ ...base, request }];
+    let created: (revision: number) => void = () => {};
+    let failed: (err: Error) => void = () => {};
+    const ready = new Promise<number>((resolve, reject) => {
+      created = resolve;
+      failed = reject;
     });
+    ready.catch(() => {}); // a caller that never looks at ready is told by the iterator
+    const stream = svc.Events({ prefix }, this.metadata());
+    const items = drainStream(
+      stream,
+      options.signal,
+      (r: W): LeaseEvent[] => {
+        if (Number(r.type) === LEASE_EVENT_CREATED) {
+          created(Number(r.revision));
+          return [];
+        }
+        const type = LEASE_EVENT_TYPES[Number(r.type)] ?? "revoke";
+        const base = { type, holding: holdingOf(r.holding as W), revision: Number(r.revision) };
+        if (type !== "releaseRequested") return [base];
+        const request = {
+          requester: String(r.requester),
+          reason: String(r.reason),
+          deadlineSeconds: Number(r.deadline_seconds),
+        };
+        return [{ ...base, request }];
+      },
+      (err) => failed(err ?? new CancelledError("leasehold: the events stream ended before it was created")),
+    );
+    return Object.assign(items, { ready });
   }
 
   /**
@@ -704,6 +731,79 @@ export class LeaseholdClient {
     control: CallControl,
     session?: { clientId: string; seq: number },
   ): Promise<W> {
+    return this.withRetries(control, (endpoint, deadline) =>
+      this.once(endpoint, service, method, req, deadline, control.signal, session),
+    );
+  }
+
+  /**
+   * One request on a bidirectional stream and its first answer (etcd's
+   * Lease.LeaseKeepAlive once), with the failover and retries of `call()`.
+   */
+  async streamOnce(service: string, method: string, req: W, control: CallControl = {}): Promise<W> {
+    return this.withRetries(control, (endpoint, deadline) =>
+      this.streamOnceAt(endpoint, service, method, req, deadline, control.signal),
+    );
+  }
+
+  /**
+   * A server stream (etcd's Election.Observe, ...) as an async iterator of
+   * its messages, until `signal` aborts or the loop breaks. A stream that
+   * breaks for a retryable reason is opened again, with the same request, on
+   * the next member; it ends with the error after a non-retryable one or
+   * `timeoutMs` of failing without a message in between.
+   */
+  async *serverStream(
+    service: string,
+    method: string,
+    req: W,
+    options: { readonly signal?: AbortSignal; readonly timeoutMs?: number } = {},
+  ): AsyncGenerator<W> {
+    let failingSince: number | undefined;
+    let backoff = BACKOFF_FIRST_MS;
+    for (;;) {
+      if (this.closed) throw new CancelledError("the client is closed");
+      const endpoint = this.endpoint;
+      const svc = this.client(endpoint, service) as unknown as Record<
+        string,
+        (req: W, md: Metadata) => NodeJS.EventEmitter & { cancel(): void }
+      >;
+      const stream = svc[method]!.call(svc, req, this.metadata());
+      try {
+        for await (const m of drainStream(stream, options.signal, (r: W) => [r])) {
+          failingSince = undefined;
+          backoff = BACKOFF_FIRST_MS;
+          yield m;
+        }
+        return;
+      } catch (e) {
+        const err = toClientError(e);
+        failingSince ??= Date.now();
+        const left =
+          failingSince + (options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS) - Date.now();
+        if (options.signal?.aborted === true || this.closed || !isRetryable(err) || left <= 0) throw err;
+        this.moveOff(endpoint);
+        if (
+          !(await sleep(Math.min(backoff, left), options.signal).then(
+            () => true,
+            () => false,
+          ))
+        )
+          return;
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  /**
+   * Runs `attempt` on the current endpoint until it answers, moving on after
+   * a retryable failure with a backoff that grows, until the deadline of
+   * `control` or its signal (see the header).
+   */
+  private async withRetries(
+    control: CallControl,
+    attempt: (endpoint: string, deadline: number) => Promise<W>,
+  ): Promise<W> {
     if (this.closed) throw new CancelledError("the client is closed");
     const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     if (!this.discovered) await this.findLeader();
@@ -712,7 +812,7 @@ export class LeaseholdClient {
       control.signal?.throwIfAborted();
       const endpoint = this.endpoint;
       try {
-        return await this.once(endpoint, service, method, req, deadline, control.signal, session);
+        return await attempt(endpoint, deadline);
       } catch (e) {
         const err = toClientError(e);
         if (control.signal?.aborted === true || !isRetryable(err)) throw err;
@@ -724,6 +824,40 @@ export class LeaseholdClient {
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       }
     }
+  }
+
+  private streamOnceAt(
+    endpoint: string,
+    service: string,
+    method: string,
+    req: W,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<W> {
+    const svc = this.client(endpoint, service) as unknown as Record<
+      string,
+      (md: Metadata, opts: CallOptions) => NodeJS.EventEmitter & { write(m: W): void; cancel(): void }
+    >;
+    const call = svc[method]!.call(svc, this.metadata(), Number.isFinite(deadline) ? { deadline } : {});
+    return new Promise<W>((resolve, reject) => {
+      let done = false;
+      const settle = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        signal?.removeEventListener("abort", onAbort);
+        fn();
+        call.on("error", () => {});
+        call.cancel();
+      };
+      const onAbort = () => settle(() => reject(signal?.reason));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      call.on("data", (r: W) => settle(() => resolve(r)));
+      call.on("error", (e: unknown) => settle(() => reject(e)));
+      call.on("end", () =>
+        settle(() => reject(new UnavailableError("leasehold: the stream ended unanswered"))),
+      );
+      call.write(req);
+    });
   }
 
   private once(
@@ -880,15 +1014,27 @@ function holdingOf(w: W): Holding {
 /**
  * The items of a server stream as an async iterator: `items` turns each message into items (or
  * throws to end with an error); the stream ends with the server's end, an error, or `signal`.
+ * It listens from the moment it is called (before the first `next()`), so nothing the stream
+ * says is lost; `onEnd` hears how it ended (an error, or undefined), even if never iterated.
  */
-async function* drainStream<T>(
+function drainStream<T>(
   stream: NodeJS.EventEmitter & { cancel(): void },
   signal: AbortSignal | undefined,
   items: (message: W) => readonly T[],
+  onEnd?: (err: Error | undefined) => void,
 ): AsyncGenerator<T> {
   const queue: (T | Error | "end")[] = [];
   let wake: (() => void) | undefined;
+  let ended = false;
   const push = (x: T | Error | "end") => {
+    if (ended) return;
+    if (x === "end") {
+      ended = true;
+      onEnd?.(undefined);
+    } else if (x instanceof Error) {
+      ended = true;
+      onEnd?.(x);
+    }
     queue.push(x);
     wake?.();
     wake = undefined;
@@ -902,31 +1048,42 @@ async function* drainStream<T>(
   });
   stream.on("error", (e: unknown) => push(toClientError(e)));
   stream.on("end", () => push("end"));
-  const onAbort = () => push("end");
-  if (signal?.aborted === true) onAbort();
-  else signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    for (;;) {
-      const x = queue.shift();
-      if (x === undefined) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        continue;
-      }
-      if (x === "end") return;
-      if (x instanceof Error) {
-        if (signal?.aborted === true) return;
-        throw x;
-      }
-      yield x;
-    }
-  } finally {
+  const stop = () => {
     signal?.removeEventListener("abort", onAbort);
     stream.on("error", () => {});
     stream.cancel();
-  }
+  };
+  const onAbort = () => {
+    push("end");
+    stop();
+  };
+  if (signal?.aborted === true) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  return (async function* () {
+    try {
+      for (;;) {
+        const x = queue.shift();
+        if (x === undefined) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          continue;
+        }
+        if (x === "end") return;
+        if (x instanceof Error) {
+          if (signal?.aborted === true) return;
+          throw x;
+        }
+        yield x;
+      }
+    } finally {
+      stop();
+    }
+  })();
 }
+
+/** LeaseEvent.Type CREATED: the first message of a stream, not an event. */
+const LEASE_EVENT_CREATED = 7;
 
 const LEASE_EVENT_TYPES = [
   "grant",

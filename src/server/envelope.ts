@@ -20,6 +20,9 @@
  *                 4 member not found, 5 member exists, 6 peer URL exists, 7 too many learners, 8 not a learner),
  *                 f64 index, f64 term, f64 leader
  *   REMOVED       nothing (the receiver was removed from the cluster)
+ *   RENEWED       u32 count, count × i64 lease: leases the leader renewed since its last
+ *                 RENEWED (only those holding a leasehold.v1 claim; 1..RENEWED_LEASES_MAX),
+ *                 so every member can report the renewals (lease events) it never sees
  *   BATCH         repeated: u32 length, one envelope of another kind than RAFT and BATCH
  *                 (the small envelopes of one turn of the sender's loop, in order; at most
  *                 BATCH_ENVELOPES_MAX)
@@ -69,6 +72,8 @@ export type Envelope =
   | { readonly kind: "batch"; readonly items: readonly Envelope[] }
   /** "You were removed from the cluster": the answer to any message from a removed member. */
   | { readonly kind: "removed" }
+  /** Leases the leader renewed lately (keepalives are not logged; lease events want them). */
+  | { readonly kind: "renewed"; readonly leases: readonly bigint[] }
   | {
       readonly kind: "confAnswer";
       readonly reqId: number;
@@ -113,7 +118,11 @@ const KIND = {
   confAnswer: 9,
   removed: 10,
   batch: 11,
+  renewed: 12,
 } as const;
+
+/** Most leases in one RENEWED (a sender splits longer lists). */
+export const RENEWED_LEASES_MAX = 8192;
 
 /** Most envelopes in one BATCH (a sender splits longer runs). */
 export const BATCH_ENVELOPES_MAX = 4096;
@@ -205,6 +214,16 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
     }
     case "removed":
       return Uint8Array.of(KIND.removed);
+    case "renewed": {
+      const n = e.leases.length;
+      if (n === 0 || n > RENEWED_LEASES_MAX) throw new EnvelopeError(`envelope: renewed of ${n} leases`);
+      const out = new Uint8Array(5 + 8 * n);
+      const v = view(out);
+      v.setUint8(0, KIND.renewed);
+      v.setUint32(1, n, true);
+      for (let i = 0; i < n; i++) v.setBigInt64(5 + 8 * i, e.leases[i]!, true);
+      return out;
+    }
     case "confAnswer": {
       const v = SCRATCH_VIEW;
       v.setUint8(0, KIND.confAnswer);
@@ -282,6 +301,15 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
     case KIND.removed:
       need(1, "removed");
       return { kind: "removed" };
+    case KIND.renewed: {
+      if (bytes.length < 5) throw new EnvelopeError("envelope: short renewed");
+      const n = v.getUint32(1, true);
+      if (n === 0 || n > RENEWED_LEASES_MAX) throw new EnvelopeError(`envelope: renewed of ${n} leases`);
+      need(5 + 8 * n, "renewed");
+      const leases: bigint[] = [];
+      for (let i = 0; i < n; i++) leases.push(v.getBigInt64(5 + 8 * i, true));
+      return { kind: "renewed", leases };
+    }
     case KIND.proposeConf:
       if (bytes.length < 5) throw new EnvelopeError("envelope: short conf proposal");
       return { kind: "proposeConf", reqId: v.getUint32(1, true), data: bytes.slice(5) };

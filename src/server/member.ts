@@ -59,8 +59,12 @@ import {
   EnvelopeError,
   encodeBatch,
   encodeEnvelope,
+  RENEWED_LEASES_MAX,
 } from "./envelope.ts";
 import { QuorumContact } from "./quorum-contact.ts";
+
+/** The most renewals the leader shares per tick (RENEWED); a burst beyond goes unreported as events. */
+const RENEWED_SHARE_MAX = 4 * RENEWED_LEASES_MAX;
 
 /** About how many bytes of small envelopes one BATCH carries (flushOutbox). */
 const BATCH_BYTES_TARGET = 256 * 1024;
@@ -312,6 +316,15 @@ export class Member {
   observer: MemberObserver = {};
   /** Told every applied normal entry's result, after the observer (the API's lease event hub). */
   entryApplied: ((result: ApplyResult) => void) | undefined = undefined;
+  /**
+   * Told every lease renewal the leader granted (here or for a follower's
+   * keepalive), and on followers every one the leader shared (RENEWED): the
+   * API's lease event hub. It answers whether the other members should hear
+   * of it (the lease holds a claim someone may be watching).
+   */
+  leaseKept: ((lease: LeaseId) => boolean) | undefined = undefined;
+  /** As leader: renewed leases the followers have not heard of yet (sent each tick, RENEWED). */
+  private renewedToShare: bigint[] = [];
   private lastLeader: MemberId = NO_MEMBER;
   private snapshotIndex: number;
 
@@ -401,10 +414,29 @@ export class Member {
 
   private tick(): void {
     if (this.stopped) return;
+    this.shareRenewals();
     this.raft.tick();
     this.replica.syncLeadership(this.raft, this.now());
     this.replica.tick(this.now());
     this.schedule();
+  }
+
+  /**
+   * As leader, tells every other member which claim leases it renewed since
+   * the last tick (RENEWED), so their lease event streams report renewals
+   * too; at most RENEWED_SHARE_MAX per tick (a renewal beyond is not reported).
+   */
+  private shareRenewals(): void {
+    if (this.renewedToShare.length === 0) return;
+    const leases = this.renewedToShare;
+    this.renewedToShare = [];
+    if (this.raft.role !== "leader") return;
+    const conf = this.raft.conf;
+    for (const to of [...conf.voters, ...conf.learners]) {
+      if (to === this.id) continue;
+      for (let i = 0; i < leases.length; i += RENEWED_LEASES_MAX)
+        this.sendTo(to, { kind: "renewed", leases: leases.slice(i, i + RENEWED_LEASES_MAX) });
+    }
   }
 
   /** A payload from peer `from` (the transport's callback). */
@@ -481,6 +513,10 @@ export class Member {
         break;
       case "ttl":
         this.sendTo(from, { kind: "ttlAnswer", reqId: e.reqId, ...this.localTtl(leaseId(e.lease)) });
+        break;
+      case "renewed":
+        // Only the leader's word counts (a deposed one may still be sending).
+        if (from === this.raft.lead) for (const l of e.leases) this.leaseKept?.(leaseId(l));
         break;
       case "proposed":
       case "keepAliveAnswer":
@@ -771,7 +807,11 @@ export class Member {
       return;
     }
     this.replica.keepAlive(this.raft, lease, now, (a) => {
-      if (a.kind === "ttl" && a.ttlSeconds > 0) this.observer.leaseRenewed?.();
+      if (a.kind === "ttl" && a.ttlSeconds > 0) {
+        this.observer.leaseRenewed?.();
+        if (this.leaseKept?.(lease) === true && this.renewedToShare.length < RENEWED_SHARE_MAX)
+          this.renewedToShare.push(lease);
+      }
       answer(a);
     });
   }

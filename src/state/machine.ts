@@ -106,6 +106,7 @@ import {
   resourceKey,
   resourceNamesPrefix,
   resourcePrefix,
+  underClaimPrefix,
 } from "./resources.ts";
 import type { SemaphoreClaim } from "./semaphores.ts";
 import {
@@ -1255,6 +1256,24 @@ export class StateMachine {
     return kv === undefined ? undefined : claimOf(kv);
   }
 
+  /**
+   * The resource claim of lease `id`, looked up cheaply enough for every
+   * keepalive: a claim's lease carries its claim key and at most a few more
+   * (lock-delay config, release requests), so a lease with more than
+   * CLAIM_LEASE_KEYS_MAX keys is taken to hold no claim without looking.
+   */
+  claimOfRenewedLease(id: LeaseId): ResourceClaim | undefined {
+    const n = this.leases.keyCount(id);
+    if (n === 0 || n > CLAIM_LEASE_KEYS_MAX) return undefined;
+    for (const key of this.leases.keysOf(id) ?? []) {
+      if (!underClaimPrefix(key)) continue;
+      const r = this.mvcc.range({ key });
+      const c = r.ok && r.kvs[0] !== undefined ? claimOf(r.kvs[0]) : undefined;
+      if (c !== undefined) return c;
+    }
+    return undefined;
+  }
+
   /** The resource claims made under lease `id` (one, unless the etcd API copied the layout). */
   claimsOfLease(id: LeaseId): ResourceClaim[] {
     const out: ResourceClaim[] = [];
@@ -1445,6 +1464,9 @@ function parseJson<T>(bytes: Uint8Array): T {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** More keys than this on a lease: not a claim's lease (claimOfRenewedLease). */
+const CLAIM_LEASE_KEYS_MAX = 8;
 
 function leaseOptions(options: StateMachineOptions): { minTtlSeconds?: number } {
   return options.minLeaseTtlSeconds === undefined ? {} : { minTtlSeconds: options.minLeaseTtlSeconds };

@@ -255,6 +255,13 @@ export function holderValue(holder: string): Uint8Array {
   return encoder.encode(holder);
 }
 
+/** Whether `key` starts with the claim prefix: a cheap first test before claimOf. */
+export function underClaimPrefix(key: Uint8Array): boolean {
+  if (key.length <= PREFIX_BYTES.length) return false;
+  for (let i = 0; i < PREFIX_BYTES.length; i++) if (key[i] !== PREFIX_BYTES[i]) return false;
+  return true;
+}
+
 /**
  * The claim a key-value stands for, or undefined when it is not a claim key
  * (someone wrote under the prefix through the etcd API: such keys are

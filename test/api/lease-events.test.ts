@@ -102,7 +102,8 @@ describe("lease events", () => {
     };
     run(first);
     run(first); // a retry: answered from the session table
-    hub.renewed({ resource: "jobs/1", holder: "w", lease: leaseId(2n), token: 3 as never });
+    expect(hub.kept(leaseId(2n))).toBe(true); // the claim's lease: shared with the followers
+    expect(hub.kept(leaseId(99n))).toBe(false); // no such lease: nothing
     expect(seen).toEqual(["grant jobs/1 w @3", "renew jobs/1 w @3"]);
     unsubscribe?.();
     run({ type: "release", resource: "jobs/1", id: leaseId(2n), holder: "w" });

@@ -7,7 +7,9 @@
  *   last one it yielded: the change made while it was cut off arrives, and
  *   nothing arrives twice;
  * - the client's one KeepAlive stream breaks, and the next renewal goes to
- *   the other endpoint: the lease stays valid and its deadline moves on.
+ *   the other endpoint: the lease stays valid and its deadline moves on;
+ * - serverStream() (here etcd's Election.Observe) opens again there and
+ *   goes on (a reopened Observe answers the current leader first).
  *
  * Nothing sleeps: every step waits for an answer or an event.
  */
@@ -18,14 +20,28 @@ import { connect, type LeaseholdClient, type WatchEvent } from "../../src/client
 import { open } from "../../src/embedded/index.ts";
 
 let member: LeaseholdClient & { port: number };
-let proxy: Server;
-let proxyPort: number;
-const sockets = new Set<Socket>();
+const proxies: Proxy[] = [];
+
+interface Proxy {
+  readonly endpoint: string;
+  /** Stops listening and drops every connection through it. */
+  cut(): void;
+}
 
 beforeAll(async () => {
   member = await open();
-  proxy = createServer((inbound) => {
-    const outbound = connectTo(member.port);
+});
+
+afterAll(async () => {
+  for (const p of proxies) p.cut();
+  await member?.close();
+});
+
+/** A TCP proxy on a free port to the member. */
+async function proxy(): Promise<Proxy> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((inbound) => {
+    const outbound = netConnect(member.port, "127.0.0.1");
     sockets.add(inbound).add(outbound);
     inbound.pipe(outbound).pipe(inbound);
     const drop = () => {
@@ -35,31 +51,25 @@ beforeAll(async () => {
     inbound.on("error", drop).on("close", drop);
     outbound.on("error", drop).on("close", drop);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-  proxyPort = (proxy.address() as { port: number }).port;
-});
-
-afterAll(async () => {
-  cutProxy();
-  await member?.close();
-});
-
-function connectTo(port: number): Socket {
-  return netConnect(port, "127.0.0.1");
-}
-
-/** The proxy stops listening and drops every connection through it. */
-function cutProxy(): void {
-  proxy?.close();
-  for (const s of sockets) s.destroy();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const p: Proxy = {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    cut: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+  proxies.push(p);
+  return p;
 }
 
 it("watch and keepalive move to the other endpoint when theirs dies, missing and repeating nothing", async () => {
   const direct = `127.0.0.1:${member.port}`;
-  const client = await connect({ endpoints: [`127.0.0.1:${proxyPort}`, direct], timeoutMs: 10_000 });
+  const cutOff = await proxy();
+  const client = await connect({ endpoints: [cutOff.endpoint, direct], timeoutMs: 10_000 });
   try {
     const r0 = await client.put("fo/0", "before"); // leader discovery: the first endpoint, the proxy
-    expect(client.endpoint).toBe(`127.0.0.1:${proxyPort}`);
+    expect(client.endpoint).toBe(cutOff.endpoint);
     const lease = await client.acquire("fo-res", { ttl: 30, holder: "fo" });
     await lease.renew(); // the KeepAlive stream is open, through the proxy
 
@@ -91,7 +101,7 @@ it("watch and keepalive move to the other endpoint when theirs dies, missing and
     const w1 = await member.put("fo/1", "one");
     await seenCount(1);
 
-    cutProxy();
+    cutOff.cut();
     const w2 = await member.put("fo/2", "two"); // while the watch is cut off
     const before = lease.validUntil();
     await lease.renew(); // fails on the dead stream...
@@ -109,6 +119,51 @@ it("watch and keepalive move to the other endpoint when theirs dies, missing and
       ["fo/3", w3],
     ]);
     await lease.release();
+  } finally {
+    await client.close();
+  }
+});
+
+it("serverStream (etcd Election.Observe) opens again on the other endpoint and goes on", async () => {
+  const cutOff = await proxy();
+  const client = await connect({
+    endpoints: [cutOff.endpoint, `127.0.0.1:${member.port}`],
+    timeoutMs: 10_000,
+  });
+  try {
+    const name = Buffer.from("fo-election");
+    const grant = await member.call("etcdserverpb.Lease", "LeaseGrant", { TTL: 60 }, {});
+    const campaign = (value: string) =>
+      member.call(
+        "v3electionpb.Election",
+        "Campaign",
+        { name, lease: grant.ID, value: Buffer.from(value) },
+        {},
+      );
+    const first = await campaign("one");
+    const stop = new AbortController();
+    const seen: string[] = [];
+    for await (const r of client.serverStream(
+      "v3electionpb.Election",
+      "Observe",
+      { name },
+      { signal: stop.signal },
+    )) {
+      seen.push(Buffer.from((r.kv as { value: Buffer }).value).toString());
+      if (seen.length === 1) {
+        cutOff.cut(); // the stream breaks; the next answer comes from the other endpoint
+      } else if (seen.length === 2) {
+        // Reopened: the current leader again. Now a change, seen live.
+        await member.call(
+          "v3electionpb.Election",
+          "Proclaim",
+          { leader: first.leader, value: Buffer.from("two") },
+          {},
+        );
+      } else stop.abort();
+    }
+    expect(seen).toEqual(["one", "one", "two"]);
+    expect(client.endpoint).toBe(`127.0.0.1:${member.port}`);
   } finally {
     await client.close();
   }

@@ -254,8 +254,9 @@ describe.each(modes)("the SDK against $name", (mode) => {
     const ctl = new AbortController();
     const seen: string[] = [];
     let wake: (() => void) | undefined;
+    const events = alice.events("sdk/ev/", { signal: ctl.signal });
     const done = (async () => {
-      for await (const e of alice.events("sdk/ev/", { signal: ctl.signal })) {
+      for await (const e of events) {
         seen.push(`${e.type} ${e.holding.resource} ${e.holding.holder}`);
         wake?.();
       }
@@ -263,11 +264,7 @@ describe.each(modes)("the SDK against $name", (mode) => {
     const until = async (line: string) => {
       while (!seen.includes(line)) await new Promise<void>((r) => (wake = r));
     };
-    // The stream is open once it reports something: probe until it does.
-    for (let i = 0; !seen.some((l) => l.startsWith("grant sdk/ev/probe")); i++) {
-      await (await alice.acquire("sdk/ev/probe", { ttl: 30, holder: `p${i}` })).release();
-    }
-    seen.length = 0;
+    expect(await events.ready).toBeGreaterThan(0); // subscribed: everything from here on is reported
     const a = await alice.acquire("sdk/ev/r", { ttl: 30, holder: "alice" });
     const waiting = bob.acquire("sdk/ev/r", { ttl: 30, holder: "bob", wait: true });
     await until("queue sdk/ev/r bob");
@@ -293,16 +290,18 @@ describe.each(modes)("the SDK against $name", (mode) => {
     const held = await alice.acquire("sdk/rr", { ttl: 30, holder: "alice" });
     const ctl = new AbortController();
     const heard: string[] = [];
+    let heardIt: (() => void) | undefined;
+    const events = alice.events("sdk/rr", { signal: ctl.signal });
     const done = (async () => {
-      for await (const e of alice.events("sdk/rr", { signal: ctl.signal })) {
+      for await (const e of events) {
         if (e.type === "releaseRequested") heard.push(`${e.request?.requester}: ${e.request?.reason}`);
+        heardIt?.();
       }
     })();
-    // Ask until the holder's stream (opened asynchronously) has heard it; each ask renews the request.
-    while (heard.length === 0) {
-      await bob.requestRelease("sdk/rr", { deadlineSeconds: 60, reason: "maintenance", requester: "ops" });
-    }
-    expect(heard[0]).toBe("ops: maintenance");
+    await events.ready;
+    await bob.requestRelease("sdk/rr", { deadlineSeconds: 60, reason: "maintenance", requester: "ops" });
+    while (heard.length === 0) await new Promise<void>((r) => (heardIt = r));
+    expect(heard).toEqual(["ops: maintenance"]);
     const early = await bob.revoke("sdk/rr", held.id).catch((e: unknown) => e);
     expect(early).toBeInstanceOf(BeforeDeadlineError);
     expect(early).toMatchObject({ requester: "ops" });
@@ -327,16 +326,14 @@ describe.each(modes)("the SDK against $name", (mode) => {
     const ctl = new AbortController();
     const leaders: string[] = [];
     let wake: (() => void) | undefined;
+    const observed = election.observe({ signal: ctl.signal });
     const watching = (async () => {
-      for await (const h of election.observe({ signal: ctl.signal })) {
+      for await (const h of observed) {
         leaders.push(h.holder);
         wake?.();
       }
     })();
-    // The stream is open once it reports a leader: probe until it does.
-    for (let i = 0; leaders.length === 0; i++)
-      await (await election.campaign(`probe${i}`, { ttl: 30 })).release();
-    leaders.length = 0;
+    await observed.ready;
     const first = await election.campaign("first", { ttl: 30 });
     const second = bob.election("sdk/elect").campaign("second", { ttl: 30 });
     while ((await bob.holding("sdk/elect")).waiters.length === 0) {
@@ -369,6 +366,29 @@ describe.each(modes)("the SDK against $name", (mode) => {
     } finally {
       await c.close();
     }
+  });
+
+  it("every member reports a renewal, whichever member it came through (the leader shares them)", async () => {
+    const endpoints = (await alice.status()).filter((s) => s.error === undefined).map((s) => s.endpoint);
+    const lease = await alice.acquire("sdk/renew-everywhere", { ttl: 30, holder: "alice" });
+    const ctl = new AbortController();
+    const watchers = await Promise.all(
+      endpoints.map(async (endpoint) => {
+        const c = await connect({ endpoints: [endpoint], timeoutMs: 10_000 });
+        const events = c.events("sdk/renew-everywhere", { signal: ctl.signal });
+        await events.ready;
+        const renewed = (async () => {
+          for await (const e of events) if (e.type === "renew") return e.holding.holder;
+          return "the stream ended";
+        })();
+        return { c, renewed };
+      }),
+    );
+    await lease.renew(); // through alice's one member (the leader); every member's stream hears of it
+    expect(await Promise.all(watchers.map((w) => w.renewed))).toEqual(endpoints.map(() => "alice"));
+    ctl.abort();
+    await Promise.all(watchers.map((w) => w.c.close()));
+    await lease.release();
   });
 
   it("a call on a closed client fails at once with a typed error", async () => {

@@ -14,6 +14,7 @@ import {
   EnvelopeError,
   encodeBatch,
   encodeEnvelope,
+  RENEWED_LEASES_MAX,
 } from "../../src/server/envelope.ts";
 
 const samples: Envelope[] = [
@@ -41,6 +42,7 @@ const samples: Envelope[] = [
   { kind: "confAnswer", reqId: 15, status: "learnerNotReady", index: 0, term: 0, leader: 4 },
   { kind: "confAnswer", reqId: 16, status: "ok", index: 77, term: 3, leader: 4 },
   { kind: "removed" },
+  { kind: "renewed", leases: [1n, 2n ** 62n + 7n, 42n] },
 ];
 
 describe("peer envelopes", () => {
@@ -96,6 +98,21 @@ describe("peer envelopes", () => {
     });
     expect(() => encodeBatch([...many, removed])).toThrow(EnvelopeError);
     expect(() => decodeEnvelope(hand(...many, removed))).toThrow(/batch too long/);
+  });
+
+  it("RENEWED carries 1 to RENEWED_LEASES_MAX leases; a count that disagrees with the length is refused", () => {
+    expect(() => encodeEnvelope({ kind: "renewed", leases: [] })).toThrow(EnvelopeError);
+    const most = Array.from({ length: RENEWED_LEASES_MAX }, (_, i) => BigInt(i + 1));
+    expect(decodeEnvelope(encodeEnvelope({ kind: "renewed", leases: most }))).toEqual({
+      kind: "renewed",
+      leases: most,
+    });
+    expect(() => encodeEnvelope({ kind: "renewed", leases: [...most, 0n] })).toThrow(EnvelopeError);
+    const bytes = encodeEnvelope({ kind: "renewed", leases: [5n, 6n] });
+    bytes[1] = 3; // claims 3 leases, carries 2
+    expect(() => decodeEnvelope(bytes)).toThrow(/renewed of 21 bytes, want 29/);
+    bytes[1] = 0;
+    expect(() => decodeEnvelope(bytes)).toThrow(/renewed of 0 leases/);
   });
 
   it("never throws anything but EnvelopeError on arbitrary bytes", () => {
