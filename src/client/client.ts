@@ -12,7 +12,10 @@
  *   (errors.ts isRetryable: unavailable, no leader, leader changed, timeouts)
  *   the client moves to the next endpoint and retries with capped exponential
  *   backoff until the call's deadline (`timeoutMs`, default 5 s) or its
- *   `signal` aborts.
+ *   `signal` aborts; a call the deadline stops fails with the last failure
+ *   it retried (the refused handshake, the missing leader), not a bare
+ *   DeadlineExceeded. TLS is on when `tls` is given or an endpoint says
+ *   https://.
  * - Mutations (acquire, release, fencedPut, counters) carry an idempotency key:
  *   this client's id and a sequence number per mutation, in the
  *   `leasehold-client-id` / `leasehold-seq` metadata (src/api/leases.ts). A
@@ -41,7 +44,13 @@ import {
 } from "@grpc/grpc-js";
 import { loadEtcdApi, type WireMessage } from "../api/index.ts";
 import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-common.ts";
-import { CancelledError, isRetryable, toClientError, UnavailableError } from "./errors.ts";
+import {
+  CancelledError,
+  isRetryable,
+  type LeaseholdClientError,
+  toClientError,
+  UnavailableError,
+} from "./errors.ts";
 import { type KeepAliveCall, KeepAliveChannel } from "./keepalive-stream.ts";
 import { type KeeperClock, LeaseKeeper, systemClock } from "./lease-keeper.ts";
 
@@ -51,7 +60,11 @@ type W = WireMessage;
 export interface ConnectOptions {
   /** "host:port" or "http(s)://host:port", one per member (any subset works). */
   readonly endpoints: readonly string[];
-  /** TLS: the CA that signed the members' certificates, and a client certificate if they ask for one. */
+  /**
+   * TLS: the CA that signed the members' certificates (default: the system's
+   * roots), and a client certificate if they ask for one. On when given, or
+   * when an endpoint says https://.
+   */
   readonly tls?: {
     readonly ca?: Buffer | string;
     readonly cert?: Buffer | string;
@@ -169,6 +182,8 @@ export interface WatchEvent {
 const DEFAULT_TIMEOUT_MS = 5_000;
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 1_000;
+/** A retry is not started with less time than this left before the deadline. */
+const ATTEMPT_MIN_MS = 20;
 /** The bound on asking every endpoint who leads (leader discovery). */
 const DISCOVERY_TIMEOUT_MS = 1_000;
 
@@ -235,7 +250,8 @@ export class LeaseholdClient {
 
   constructor(private readonly options: ConnectOptions) {
     this.endpoints = options.endpoints.map(address);
-    const tls = options.tls;
+    // An https:// endpoint means TLS, trusting the system's roots unless `tls` names a CA.
+    const tls = options.tls ?? (options.endpoints.some((e) => e.startsWith("https://")) ? {} : undefined);
     this.creds =
       tls === undefined
         ? credentials.createInsecure()
@@ -808,6 +824,8 @@ export class LeaseholdClient {
     const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     if (!this.discovered) await this.findLeader();
     let backoff = BACKOFF_FIRST_MS;
+    /** The last retryable failure: what the caller hears if the deadline ends the retries. */
+    let last: LeaseholdClientError | undefined;
     for (;;) {
       control.signal?.throwIfAborted();
       const endpoint = this.endpoint;
@@ -815,12 +833,16 @@ export class LeaseholdClient {
         return await attempt(endpoint, deadline);
       } catch (e) {
         const err = toClientError(e);
-        if (control.signal?.aborted === true || !isRetryable(err)) throw err;
+        if (control.signal?.aborted === true) throw err;
+        // The deadline cut a retry short: the failure before it says more than "deadline exceeded".
+        if (err.kind === "deadlineExceeded" && last !== undefined) throw last;
+        if (!isRetryable(err)) throw err;
+        last = err;
         const left = deadline - Date.now();
-        if (left <= 0) throw err;
+        if (left < ATTEMPT_MIN_MS) throw err;
         // Another member may answer: move on, after a pause that grows.
         this.moveOff(endpoint);
-        await sleep(Math.min(backoff, left), control.signal);
+        await sleep(Math.min(backoff, left - ATTEMPT_MIN_MS), control.signal);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       }
     }
