@@ -108,6 +108,42 @@ const OPTIONS = {
   "auth-token-ttl": { type: "string" },
 } as const;
 
+/** The flags `serve` takes (test: each is in SERVE_USAGE). */
+export const SERVE_FLAGS: readonly string[] = Object.keys(OPTIONS);
+
+/** What `leasehold serve --help` prints: every flag OPTIONS takes, with etcd's meaning and our default. */
+export const SERVE_USAGE = `usage: leasehold serve [flags]   (etcd 3.4's flags and meanings; --flag value or --flag=value)
+
+Run one member. With no flags: a one-member cluster "default", clients on
+127.0.0.1:2379, peers on 127.0.0.1:2380, data in ./default.leasehold.
+
+Member:
+  --name NAME                          member name (default "default")
+  --data-dir DIR                       WAL and snapshots (default "<name>.leasehold")
+  --snapshot-count N                   applied entries between snapshots (default 100000)
+  --quota-backend-bytes N              space quota; past it writes fail with NOSPACE (default 2 GiB)
+  --heartbeat-interval MS              leader heartbeat (default 100)
+  --election-timeout MS                at least 5 heartbeats, at most 50000 (default 1000)
+Clients:
+  --listen-client-urls URLS            comma-separated http(s)://host:port (default http://127.0.0.1:2379)
+  --advertise-client-urls URLS         what members tell clients (default as listened)
+  --cert-file FILE, --key-file FILE    TLS for https client URLs
+  --trusted-ca-file FILE               CA of client certificates (with --client-cert-auth)
+  --client-cert-auth                   require client certificates; their CN is the user
+  --auth-token simple                  auth token kind (only "simple"; jwt is not supported)
+  --auth-token-ttl SECONDS             idle lifetime of a simple token (default 300)
+Cluster:
+  --listen-peer-urls URLS              (default http://127.0.0.1:2380)
+  --initial-advertise-peer-urls URLS   must match this member's entry in --initial-cluster
+  --initial-cluster NAME=URL,...       the founding members (default "<name>=<advertised peer URL>")
+  --initial-cluster-state new|existing existing: join a cluster that added this member (etcdctl member add)
+  --initial-cluster-token TOKEN        tells clusters apart (default "etcd-cluster")
+  --peer-cert-file FILE, --peer-key-file FILE, --peer-trusted-ca-file FILE, --peer-client-cert-auth
+                                       TLS between members, as for clients
+
+Exit codes: 0 stopped by SIGTERM/SIGINT or removed from the cluster; 1 failed to start; 2 a bad flag.
+`;
+
 /** etcd's upper bound on --election-timeout. */
 const ELECTION_TIMEOUT_MAX_MS = 50_000;
 

@@ -7,13 +7,17 @@
  */
 
 import { serve } from "../server/serve.ts";
-import { ConfigError, parseServeArgs } from "./serve-config.ts";
+import { ConfigError, parseServeArgs, SERVE_USAGE } from "./serve-config.ts";
 
 function log(level: "info" | "warn" | "error", msg: string): void {
   process.stderr.write(`${JSON.stringify({ level, ts: new Date().toISOString(), msg })}\n`);
 }
 
 export async function serveMain(args: readonly string[]): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(SERVE_USAGE);
+    return;
+  }
   let config: ReturnType<typeof parseServeArgs>;
   try {
     config = parseServeArgs(args);

@@ -45,6 +45,10 @@ function log(level: "info" | "error", msg: string, fields: Record<string, unknow
 /** `leasehold snapshot <subcommand> ...` (argv after "snapshot"). */
 export async function snapshotMain(args: readonly string[]): Promise<void> {
   const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h" || sub === "help" || rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(USAGE);
+    return;
+  }
   if (sub !== "restore") {
     process.stderr.write(
       sub === undefined ? USAGE : `leasehold snapshot: unknown command '${sub}'\n${USAGE}`,

@@ -7,6 +7,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SERVE_FLAGS } from "../../src/cli/serve-config.ts";
 import { connect, type LeaseholdClient } from "../../src/client/client.ts";
 import {
   freePort,
@@ -75,6 +76,16 @@ describe("help and usage", () => {
       "status",
     ])
       expect(r.stdout).toContain(s);
+  });
+
+  it("serve, snapshot and sim --help print their usage on stdout and exit 0", async () => {
+    const results = await Promise.all(["serve", "snapshot", "sim"].map((c) => runCli([c, "--help"])));
+    expect(results.map((r) => [r.code, r.stdout.split("\n")[0]])).toEqual([
+      [0, "usage: leasehold serve [flags]   (etcd 3.4's flags and meanings; --flag value or --flag=value)"],
+      [0, "usage: leasehold snapshot restore <file> [options]"],
+      [0, "usage: leasehold sim --seeds N [--seed-start S] [--jobs J] [--verbose]"],
+    ]);
+    for (const flag of SERVE_FLAGS) expect(results[0]!.stdout).toContain(`--${flag}`);
   });
 
   it("acquire --help names its flags, the environment it passes, and the global flags", async () => {
