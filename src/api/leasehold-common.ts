@@ -71,11 +71,11 @@ export function hexLease(id: LeaseId): string {
   return id.toString(16); // as etcdctl prints lease ids
 }
 
-/** The leader's remaining time of `lease` in ms (whole seconds), -1 when gone or unknown. */
+/** The leader's remaining time of `lease` in ms, -1 when gone or unknown. */
 export async function remainingMs(host: ApiHost, lease: LeaseId): Promise<number> {
   try {
     const t = await host.member.leaseTtl(lease);
-    return t.remainingSeconds < 0 ? -1 : t.remainingSeconds * 1000;
+    return t.remainingMs;
   } catch {
     return -1;
   }

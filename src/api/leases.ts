@@ -170,6 +170,12 @@ async function forceRevoke(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   }
 }
 
+/** A remaining time for a message: whole seconds from 10 s on, tenths below; "time left unknown" for -1. */
+function timeLeft(ms: number): string {
+  if (ms < 0) return "time left unknown";
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s left`;
+}
+
 /** LeaseEvent.Type CREATED: the first message of an Events stream. */
 const CREATED_EVENT = 7;
 
@@ -302,7 +308,7 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
       const left = await remainingMs(host, delay.lease);
       throw new LeaseholdError(
         "held",
-        `resource "${resource}" is in its lock-delay after "${delay.holder}"'s lease expired (${left < 0 ? "time left unknown" : `${left / 1000} s left`})`,
+        `resource "${resource}" is in its lock-delay after "${delay.holder}"'s lease expired (${timeLeft(left)})`,
         { holder: "", "lock-delay-of": delay.holder, "remaining-ms": String(left) },
       );
     }
@@ -310,7 +316,7 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
     const left = await remainingMs(host, h.lease);
     throw new LeaseholdError(
       "held",
-      `resource "${resource}" is held by "${h.holder}" (lease ${hexLease(h.lease)}, ${left < 0 ? "time left unknown" : `${left / 1000} s left`})`,
+      `resource "${resource}" is held by "${h.holder}" (lease ${hexLease(h.lease)}, ${timeLeft(left)})`,
       {
         holder: h.holder,
         "lease-id": h.lease.toString(),

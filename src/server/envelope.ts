@@ -14,7 +14,7 @@
  *   KEEPALIVE     u32 reqId, i64 lease
  *   KEEPALIVE_ANS u32 reqId, u8 (0 ttl, 1 not leader), f64 ttl or leader
  *   TTL           u32 reqId, i64 lease
- *   TTL_ANS       u32 reqId, u8 (0 ok, 1 not found, 2 not leader), f64 granted, f64 remaining, f64 leader
+ *   TTL_ANS       u32 reqId, u8 (0 ok, 1 not found, 2 not leader), f64 granted s, f64 remaining ms, f64 leader
  *   PROPOSE_CONF  u32 reqId, the conf change's entry data (rest; raft/confchange.ts)
  *   CONF_ANS      u32 reqId, u8 (0 proposed, 1 not leader, 2 busy: try again, 3 learner not ready,
  *                 4 member not found, 5 member exists, 6 peer URL exists, 7 too many learners, 8 not a learner),
@@ -64,7 +64,8 @@ export type Envelope =
       readonly reqId: number;
       readonly status: "ok" | "notFound" | "notLeader";
       readonly grantedSeconds: number;
-      readonly remainingSeconds: number;
+      /** Milliseconds left on the leader's clock (-1: not found). */
+      readonly remainingMs: number;
       readonly leader: number;
     }
   | { readonly kind: "proposeConf"; readonly reqId: number; readonly data: Uint8Array }
@@ -208,7 +209,7 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
       v.setUint32(1, e.reqId, true);
       v.setUint8(5, TTL_STATUS.indexOf(e.status));
       v.setFloat64(6, e.grantedSeconds, true);
-      v.setFloat64(14, e.remainingSeconds, true);
+      v.setFloat64(14, e.remainingMs, true);
       v.setFloat64(22, e.leader, true);
       return SCRATCH.slice(0, 30);
     }
@@ -294,7 +295,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
         reqId: v.getUint32(1, true),
         status,
         grantedSeconds: v.getFloat64(6, true),
-        remainingSeconds: v.getFloat64(14, true),
+        remainingMs: v.getFloat64(14, true),
         leader: v.getFloat64(22, true),
       };
     }

@@ -140,6 +140,17 @@ export interface LeaseTtl {
   readonly grantedSeconds: number;
   /** Seconds left, rounded down (etcd's TTL field); -1 when the lease is gone. */
   readonly remainingSeconds: number;
+  /** Milliseconds left on the leader's clock when it answered; -1 when the lease is gone. */
+  readonly remainingMs: number;
+}
+
+/** A leader's answer in ms as LeaseTtl. */
+function leaseTtlOf(grantedSeconds: number, remainingMs: number): LeaseTtl {
+  return {
+    grantedSeconds,
+    remainingSeconds: remainingMs < 0 ? -1 : Math.floor(remainingMs / 1000),
+    remainingMs: remainingMs < 0 ? -1 : remainingMs,
+  };
 }
 
 /**
@@ -821,16 +832,12 @@ export class Member {
     return this.atLeader<LeaseTtl>(
       (answer) => {
         const t = this.localTtl(lease);
-        answer(
-          t.status === "notLeader"
-            ? undefined
-            : { grantedSeconds: t.grantedSeconds, remainingSeconds: t.remainingSeconds },
-        );
+        answer(t.status === "notLeader" ? undefined : leaseTtlOf(t.grantedSeconds, t.remainingMs));
       },
       (reqId) => ({ kind: "ttl", reqId, lease }),
       (e) =>
         e.kind === "ttlAnswer" && e.status !== "notLeader"
-          ? { grantedSeconds: e.grantedSeconds, remainingSeconds: e.remainingSeconds }
+          ? leaseTtlOf(e.grantedSeconds, e.remainingMs)
           : undefined,
     );
   }
@@ -838,20 +845,20 @@ export class Member {
   private localTtl(lease: LeaseId): {
     status: "ok" | "notFound" | "notLeader";
     grantedSeconds: number;
-    remainingSeconds: number;
+    remainingMs: number;
     leader: number;
   } {
     this.replica.syncLeadership(this.raft, this.now());
     const info = this.replica.machine.lease(lease);
     const r = this.replica.lessor.remainingMs(lease, this.now());
     if (r.kind === "notLeader")
-      return { status: "notLeader", grantedSeconds: 0, remainingSeconds: 0, leader: this.raft.lead };
+      return { status: "notLeader", grantedSeconds: 0, remainingMs: 0, leader: this.raft.lead };
     if (info === undefined || r.kind === "notFound")
-      return { status: "notFound", grantedSeconds: 0, remainingSeconds: -1, leader: this.id };
+      return { status: "notFound", grantedSeconds: 0, remainingMs: -1, leader: this.id };
     return {
       status: "ok",
       grantedSeconds: info.ttlSeconds,
-      remainingSeconds: Math.floor(r.remainingMs / 1000),
+      remainingMs: Math.max(0, Math.floor(r.remainingMs)),
       leader: this.id,
     };
   }

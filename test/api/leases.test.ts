@@ -77,7 +77,9 @@ describe("Acquire", () => {
       "lease-id": String(first.lease_id),
       "fencing-token": String(first.fencing_token),
     });
-    expect(Number(f.md["remaining-ms"])).toBeGreaterThan(25_000);
+    // Milliseconds, not whole seconds: a just-granted 30 s lease has more than 29,000 ms left.
+    expect(Number(f.md["remaining-ms"])).toBeGreaterThan(29_000);
+    expect(Number(f.md["remaining-ms"])).toBeLessThanOrEqual(30_000);
   });
 
   it("rejects bad requests with INVALID_ARGUMENT and changes nothing", async () => {

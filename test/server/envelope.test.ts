@@ -37,7 +37,7 @@ const samples: Envelope[] = [
   { kind: "keepAlive", reqId: 10, lease: 2n ** 62n + 1n },
   { kind: "keepAliveAnswer", reqId: 11, ok: true, value: 30 },
   { kind: "ttl", reqId: 12, lease: 5n },
-  { kind: "ttlAnswer", reqId: 13, status: "notFound", grantedSeconds: 0, remainingSeconds: -1, leader: 3 },
+  { kind: "ttlAnswer", reqId: 13, status: "notFound", grantedSeconds: 0, remainingMs: -1, leader: 3 },
   { kind: "proposeConf", reqId: 14, data: new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0, 9]) },
   { kind: "confAnswer", reqId: 15, status: "learnerNotReady", index: 0, term: 0, leader: 4 },
   { kind: "confAnswer", reqId: 16, status: "ok", index: 77, term: 3, leader: 4 },
