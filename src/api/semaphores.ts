@@ -13,9 +13,10 @@
  *   revision) and the call waits until fewer than `permits` claims are older
  *   than its own (PermitWaiter below; recipes.ts waitTurn waits to be THE
  *   oldest, which is the one-permit case only). No polling: the waiter
- *   watches deletes under the semaphore's prefix in the member's watch hub
- *   and looks again after an apply that deleted a claim (or after a snapshot
- *   replaced the state); it is confirmed by a linearizable read. While it
+ *   watches deletes under the semaphore's prefix in the member's watch hub,
+ *   counts the older claims that go, and reads the claims again only when
+ *   it may hold (or after a snapshot replaced the state); it is confirmed by
+ *   a linearizable read. While it
  *   waits, the server keeps the claim's lease alive (every TTL/3), then
  *   renews it once more when it holds; from then on renewing is the holder's
  *   job. A cancelled call (client gone, deadline passed) revokes the claim's
@@ -281,15 +282,27 @@ interface PermitTarget {
   readonly token: Revision;
 }
 
-/** Where the claim stands in `m`: gone, or its position and whether it holds there. */
+/** Where the claim stands in `m`: gone, or its position (claims older than it), the permits, and whether it holds. */
 function standing(
   m: StateMachine,
   target: PermitTarget,
-): { readonly kind: "lost" } | { readonly kind: "holds" | "waits"; readonly position: number } {
+):
+  | { readonly kind: "lost" }
+  | { readonly kind: "holds" | "waits"; readonly position: number; readonly permits: number } {
+  evaluations++;
   const claims = m.semaphoreClaims(target.name);
   const position = claims.findIndex((c) => c.lease === target.lease && c.token === target.token);
   if (position < 0) return { kind: "lost" };
-  return { kind: position < semaphoreView(claims).permits ? "holds" : "waits", position };
+  const permits = semaphoreView(claims).permits;
+  return { kind: position < permits ? "holds" : "waits", position, permits };
+}
+
+/** Full looks at a semaphore's claims by waiters, ever (tests: a release must not make every waiter look). */
+let evaluations = 0;
+
+/** How many times a semaphore waiter read all the claims of its semaphore (for tests). */
+export function semaphoreEvaluations(): number {
+  return evaluations;
 }
 
 /** Waits until the target claim holds a permit; see the header. */
@@ -309,7 +322,12 @@ export function semaphoreWaiters(): number {
  * One wait: a watcher of deletes under the semaphore's prefix (a claim can
  * only move up when an older one goes, and our own going is a delete too),
  * and what ends the wait. The same steps as recipes.ts TurnWaiter, with
- * "fewer than `permits` older claims" for "no older key".
+ * "fewer than `permits` older claims" for "no older key". The claims are read
+ * in full only when the wait starts and when the count of older claims,
+ * kept from the deletes the watcher reports (their previous key-values carry
+ * the create revision, which orders claims), falls below the permits: a
+ * release costs each other waiter one look at one event, not a read of every
+ * claim.
  */
 class PermitWaiter {
   private readonly host: ApiHost;
@@ -324,6 +342,9 @@ class PermitWaiter {
   /** A confirming read is under way: applies change nothing until it answers. */
   private confirming = false;
   private settled = false;
+  /** Live claims older than ours, and the permits, as of the last full look plus the deletes seen since. */
+  private older = 0;
+  private permits = 1;
 
   constructor(host: ApiHost, call: CallInfo, target: PermitTarget, resolve: (o: PermitOutcome) => void) {
     this.host = host;
@@ -350,23 +371,35 @@ class PermitWaiter {
       this.hub = undefined;
       this.watchId = undefined;
       this.evaluate();
-    } else if (this.sawDelete()) {
+    } else if (this.countDeletes() === "look") {
       this.evaluate();
     }
   }
 
-  /** Drains our watcher (deletes only): true if a claim key was deleted or the watcher was cancelled. */
-  private sawDelete(): boolean {
+  /**
+   * Drains our watcher (deletes only, with their previous key-values): each
+   * older claim gone moves us up one. "look" when the claims must be read in
+   * full: we may hold now, our own claim went, the watcher was cancelled, or
+   * a delete came without its previous key-value.
+   */
+  private countDeletes(): "look" | "wait" {
     const hub = this.hub;
     const id = this.watchId;
-    if (hub === undefined || id === undefined) return false;
-    let seen = false;
+    if (hub === undefined || id === undefined) return "wait";
+    let look = false;
     for (;;) {
       const rs = hub.drain(id, DRAIN_RESPONSES_MAX);
       if (rs.length === 0) break;
-      for (const r of rs) if (r.canceled || r.events.length > 0) seen = true;
+      for (const r of rs) {
+        if (r.canceled) look = true;
+        for (const e of r.events) {
+          const prev = e.prevKv;
+          if (prev === undefined || prev.lease === this.target.lease) look = true;
+          else if (prev.createRevision < this.target.token) this.older--;
+        }
+      }
     }
-    return seen;
+    return look || this.older < this.permits ? "look" : "wait";
   }
 
   /** Looks at the state now: lost, holding (then confirm), or watch for deletes. */
@@ -381,9 +414,16 @@ class PermitWaiter {
       this.confirm();
       return;
     }
+    this.older = now.position;
+    this.permits = now.permits;
     const hub = this.host.member.replica.hub;
     const prefix = semaphorePrefix(this.target.name);
-    const created = hub.create({ key: prefix, rangeEnd: prefixEnd(prefix), filters: ["noPut"] });
+    const created = hub.create({
+      key: prefix,
+      rangeEnd: prefixEnd(prefix),
+      filters: ["noPut"],
+      prevKv: true,
+    });
     if (!created.ok) {
       this.finish({ kind: "failed", error: new ErrorAnswer("RequestTooManyRequests") });
       return;

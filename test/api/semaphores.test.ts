@@ -13,7 +13,7 @@ import type { ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
-import { semaphoreWaiters } from "../../src/api/semaphores.ts";
+import { semaphoreEvaluations, semaphoreWaiters } from "../../src/api/semaphores.ts";
 import { type Pending, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
@@ -155,6 +155,29 @@ describe("waiting", () => {
     expect(d).toMatchObject({ holder: "d", position: "1" });
     await release(c);
     await release(d);
+  });
+
+  it("a release costs the waiters behind no full look at the claims: only the one that moves up looks", async () => {
+    const a = await holdingOf(acquireCall("s-many", "a", 2));
+    const b = await holdingOf(acquireCall("s-many", "b", 2));
+    const calls = Array.from({ length: 30 }, (_, i) => acquireCall("s-many", `w${i}`, 2, true));
+    await waitersUntil("s-many", 30);
+    const before = semaphoreEvaluations();
+    await release(b);
+    const w0 = await holdingOf(calls[0]!);
+    expect(w0).toMatchObject({ holder: "w0", position: "1" });
+    // w0 read the claims once to see it holds (and once more to confirm); the 29 others only counted the delete.
+    expect(semaphoreEvaluations() - before).toBeLessThanOrEqual(2);
+    // The others still move up in order, each when its turn comes.
+    await release(a);
+    expect(await holdingOf(calls[1]!)).toMatchObject({ holder: "w1", position: "1" });
+    for (const c of calls.slice(2)) c.call.cancel();
+    await Promise.allSettled(calls.slice(2).map((c) => c.answer));
+    let got: W;
+    do got = await sem("Get", { name: "s-many" });
+    while ((got.waiters as W[]).length > 0);
+    await release(w0);
+    await release(await holdingOf(calls[1]!));
   });
 
   it("a waiter that gives up (cancels) leaves no claim behind", async () => {
