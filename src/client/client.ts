@@ -47,6 +47,7 @@ import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-c
 import {
   CancelledError,
   isRetryable,
+  isTokenRefused,
   type LeaseholdClientError,
   toClientError,
   UnavailableError,
@@ -245,6 +246,8 @@ export class LeaseholdClient {
     (endpoint) => this.moveOff(endpoint),
   );
   private closed = false;
+  /** A re-authentication under way (reauthenticate). */
+  private reauthenticating: Promise<void> | undefined;
   /** The holder name used when a call names none. */
   readonly holder: string;
 
@@ -364,6 +367,7 @@ export class LeaseholdClient {
     /** The first revision not seen yet (undefined: from now, until the first answer says what now is). */
     let next = options.startRevision;
     let backoff = BACKOFF_FIRST_MS;
+    let reauthed = false;
     for (;;) {
       const create: W = { key: k };
       if (options.prefix === true) create.range_end = prefixEndOf(k);
@@ -372,11 +376,21 @@ export class LeaseholdClient {
       const svc = this.client(endpoint, "etcdserverpb.Watch") as unknown as {
         Watch(md: Metadata): NodeJS.EventEmitter & { write(m: W): void; cancel(): void };
       };
+      const token = this.token;
       const stream = svc.Watch(this.metadata());
       stream.write({ create_request: create });
       try {
         for await (const r of drainStream(stream, options.signal, (r: W) => [r])) {
           if (r.canceled === true) {
+            // A create refused for a token the member forgot (it restarted): a new token, a new stream.
+            if (
+              !reauthed &&
+              /invalid auth token/.test(String(r.cancel_reason)) &&
+              (await this.reauthenticate(token))
+            ) {
+              reauthed = true;
+              throw new UnavailableError(`leasehold: ${String(r.cancel_reason)}`);
+            }
             const compacted = Number(r.compact_revision ?? 0);
             throw new CancelledError(
               compacted > 0
@@ -386,6 +400,7 @@ export class LeaseholdClient {
           }
           if (r.created === true && next === undefined) next = Number((r.header as W).revision) + 1;
           backoff = BACKOFF_FIRST_MS;
+          reauthed = false;
           for (const e of (r.events as W[]) ?? []) {
             const kv = e.kv as W;
             const revision = Number(kv.mod_revision);
@@ -401,7 +416,12 @@ export class LeaseholdClient {
         return;
       } catch (e) {
         const err = toClientError(e);
-        if (options.signal?.aborted === true || this.closed || !isRetryable(err)) throw err;
+        if (options.signal?.aborted === true || this.closed) throw err;
+        if (!reauthed && isTokenRefused(err) && (await this.reauthenticate(token))) {
+          reauthed = true; // once until the stream answers again
+          continue;
+        }
+        if (!isRetryable(err)) throw err;
         this.moveOff(endpoint);
         if (
           !(await sleep(backoff, options.signal).then(
@@ -603,6 +623,23 @@ export class LeaseholdClient {
     this.token = String(r.token);
   }
 
+  /**
+   * A fresh token after the server forgot ours (a simple token lives
+   * --auth-token-ttl idle seconds, and only in members' memory: a restart
+   * forgets it), as etcd's clientv3 does. One at a time: every call that saw
+   * the refusal waits for the same one. False without `auth`.
+   */
+  private async reauthenticate(stale: string | undefined): Promise<boolean> {
+    const auth = this.options.auth;
+    if (auth === undefined) return false;
+    if (this.token !== stale) return true; // someone already did
+    this.reauthenticating ??= this.authenticate(auth.user, auth.password).finally(() => {
+      this.reauthenticating = undefined;
+    });
+    await this.reauthenticating;
+    return true;
+  }
+
   /** Releases every lease still held (best effort), then closes the channels. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -694,8 +731,17 @@ export class LeaseholdClient {
   }
 
   /** @internal One renewal on the client's KeepAlive stream: the TTL the lease now runs. */
-  renewLease(leaseId: bigint, holder: string, signal: AbortSignal): Promise<number> {
-    return this.keepAlives.renew(leaseId, holder, signal);
+  async renewLease(leaseId: bigint, holder: string, signal: AbortSignal): Promise<number> {
+    if (this.reauthenticating !== undefined) await this.reauthenticating;
+    const token = this.token;
+    try {
+      return await this.keepAlives.renew(leaseId, holder, signal);
+    } catch (e) {
+      // The stream's token was forgotten: the channel broke the stream; the next renewal opens one with a new token.
+      if (isTokenRefused(e) && (await this.reauthenticate(token)))
+        throw new UnavailableError(`leasehold: ${(e as Error).message}`);
+      throw e;
+    }
   }
 
   /** `endpoint` failed: calls move to the next one (once, however many calls saw it fail). */
@@ -777,6 +823,7 @@ export class LeaseholdClient {
   ): AsyncGenerator<W> {
     let failingSince: number | undefined;
     let backoff = BACKOFF_FIRST_MS;
+    let reauthed = false;
     for (;;) {
       if (this.closed) throw new CancelledError("the client is closed");
       const endpoint = this.endpoint;
@@ -784,11 +831,13 @@ export class LeaseholdClient {
         string,
         (req: W, md: Metadata) => NodeJS.EventEmitter & { cancel(): void }
       >;
+      const token = this.token;
       const stream = svc[method]!.call(svc, req, this.metadata());
       try {
         for await (const m of drainStream(stream, options.signal, (r: W) => [r])) {
           failingSince = undefined;
           backoff = BACKOFF_FIRST_MS;
+          reauthed = false;
           yield m;
         }
         return;
@@ -797,7 +846,12 @@ export class LeaseholdClient {
         failingSince ??= Date.now();
         const left =
           failingSince + (options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS) - Date.now();
-        if (options.signal?.aborted === true || this.closed || !isRetryable(err) || left <= 0) throw err;
+        if (options.signal?.aborted === true || this.closed) throw err;
+        if (!reauthed && isTokenRefused(err) && (await this.reauthenticate(token))) {
+          reauthed = true; // once until the stream answers again
+          continue;
+        }
+        if (!isRetryable(err) || left <= 0) throw err;
         this.moveOff(endpoint);
         if (
           !(await sleep(Math.min(backoff, left), options.signal).then(
@@ -826,14 +880,21 @@ export class LeaseholdClient {
     let backoff = BACKOFF_FIRST_MS;
     /** The last retryable failure: what the caller hears if the deadline ends the retries. */
     let last: LeaseholdClientError | undefined;
+    let reauthenticated = false;
     for (;;) {
       control.signal?.throwIfAborted();
       const endpoint = this.endpoint;
+      const token = this.token;
       try {
         return await attempt(endpoint, deadline);
       } catch (e) {
         const err = toClientError(e);
         if (control.signal?.aborted === true) throw err;
+        // Our token was forgotten: once per call, a fresh one and at once again.
+        if (!reauthenticated && isTokenRefused(err) && (await this.reauthenticate(token))) {
+          reauthenticated = true;
+          continue;
+        }
         // The deadline cut a retry short: the failure before it says more than "deadline exceeded".
         if (err.kind === "deadlineExceeded" && last !== undefined) throw last;
         if (!isRetryable(err)) throw err;
@@ -892,7 +953,9 @@ export class LeaseholdClient {
     session?: { clientId: string; seq: number },
   ): Promise<W> {
     const client = this.client(endpoint, service) as unknown as Record<string, Unary>;
-    const md = this.metadata();
+    // Authenticate goes without the (maybe forgotten) token it replaces.
+    const md =
+      method === "Authenticate" && service === "etcdserverpb.Auth" ? new Metadata() : this.metadata();
     if (session !== undefined) {
       md.set(SESSION_CLIENT_ID_HEADER, session.clientId);
       md.set(SESSION_SEQ_HEADER, String(session.seq));

@@ -518,6 +518,15 @@ export function isRetryable(err: unknown): boolean {
   return false;
 }
 
+/** Whether `err` says the server does not know the caller's auth token (expired, or a member restarted). */
+export function isTokenRefused(err: unknown): boolean {
+  const e = toClientError(err);
+  return (
+    e instanceof EtcdError &&
+    (e.etcdName === "InvalidAuthToken" || e.etcdName === "AuthPlainInvalidAuthToken")
+  );
+}
+
 /** A decimal (or 0x-hex) integer, else undefined. */
 function parseBigInt(s: string | undefined): bigint | undefined {
   if (s === undefined || !/^(-?\d+|0x[0-9a-fA-F]+)$/.test(s)) return undefined;

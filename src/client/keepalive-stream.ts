@@ -12,7 +12,8 @@
  *   and again after it broke. It breaks (every renewal on it rejects with
  *   UnavailableError, and `onBroken` is told, so the client moves to another
  *   member) when the server ends it or fails it, when an answer is retryable
- *   (no leader, leader changed: this member cannot renew now), and when a
+ *   (no leader, leader changed: this member cannot renew now) or refuses the
+ *   stream's auth token (the client authenticates again), and when a
  *   renewal is abandoned (`signal`) without the stream having answered
  *   anything since it was sent: a member that answers nothing is as good as
  *   gone, and its stream would keep every lease waiting behind it.
@@ -22,7 +23,7 @@
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { WireMessage } from "../api/index.ts";
 import { ERROR_KIND_TRAILER } from "../api/leasehold-errors.ts";
-import { CancelledError, isRetryable, toClientError, UnavailableError } from "./errors.ts";
+import { CancelledError, isRetryable, isTokenRefused, toClientError, UnavailableError } from "./errors.ts";
 
 type W = WireMessage;
 
@@ -128,7 +129,9 @@ export class KeepAliveChannel {
     }
     const err = toClientError(refusal(code, String(m.error_kind ?? ""), String(m.error_message ?? "")));
     p.reject(err);
-    if (isRetryable(err)) this.breakStream(stream, new UnavailableError(`leasehold: ${err.message}`));
+    // This member cannot renew now, or does not know the stream's token (the client gets a new one): a new stream.
+    if (isRetryable(err) || isTokenRefused(err))
+      this.breakStream(stream, new UnavailableError(`leasehold: ${err.message}`));
   }
 
   /** Ends `stream` (if still the current one): its renewals reject with `err`, onBroken is told. */

@@ -11,7 +11,16 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type LeaseholdClient } from "../../src/client/client.ts";
 import { EtcdError, LeaseholdClientError } from "../../src/client/errors.ts";
-import { freePort, killAll, removeDir, startMember, tempDir } from "../support/process.ts";
+import {
+  freePort,
+  killAll,
+  type MemberProcess,
+  removeDir,
+  restartMember,
+  startMember,
+  tempDir,
+  terminate,
+} from "../support/process.ts";
 
 const fixture = (name: string) => new URL(`../transport/fixtures/${name}`, import.meta.url).pathname;
 const ca = readFileSync(fixture("ca.crt"));
@@ -20,13 +29,14 @@ const ROOT = { user: "root", password: "root-pw" };
 let dir: string;
 let endpoint: string;
 let root: LeaseholdClient;
+let member: MemberProcess;
 
 beforeAll(async () => {
   dir = tempDir("sdk-secure");
   const clientPort = await freePort();
   const peer = `http://127.0.0.1:${await freePort()}`;
   const url = `https://127.0.0.1:${clientPort}`;
-  await startMember("s1", dir, clientPort, [
+  member = await startMember("s1", dir, clientPort, [
     "--listen-client-urls",
     url,
     "--advertise-client-urls",
@@ -130,5 +140,40 @@ describe("the SDK over TLS with auth", () => {
     } finally {
       await untrusting.close();
     }
+  });
+
+  it("after the member restarts (forgetting every token) the client authenticates again: calls, renewals and a watch go on", async () => {
+    const lease = await root.acquire("secure/restart", { ttl: 60, holder: "root-job" });
+    await lease.renew(); // the KeepAlive stream is open, with the old token
+    const stop = new AbortController();
+    const watched: string[] = [];
+    let sawFirst: (() => void) | undefined;
+    const firstSeen = new Promise<void>((r) => (sawFirst = r));
+    const rev = await root.put("secure-restart/0", "before");
+    const watching = (async () => {
+      for await (const e of root.watch("secure-restart/", {
+        prefix: true,
+        startRevision: rev,
+        signal: stop.signal,
+      })) {
+        watched.push(e.key);
+        sawFirst?.();
+        if (e.key === "secure-restart/1") stop.abort();
+      }
+    })();
+    await firstSeen;
+
+    await terminate(member);
+    member = await restartMember(member); // simple tokens live in memory only: all forgotten
+
+    expect(await root.counter("secure-restart-count").add(1)).toBe(1n); // InvalidAuthToken, a new token, again
+    const before = lease.validUntil();
+    for (let i = 0; i < 3 && lease.validUntil() === before; i++) await lease.renew(); // stream gone; new token; new stream
+    expect(lease.validUntil()).toBeGreaterThan(before);
+    expect(lease.state).toBe("valid");
+    await root.put("secure-restart/1", "after");
+    await watching; // reopened with a fresh token from the revision after the last it saw
+    expect(watched).toEqual(["secure-restart/0", "secure-restart/1"]);
+    await lease.release();
   });
 });
