@@ -15,9 +15,10 @@
  * - "renew": keepalives are answered from the leader's memory and never
  *   logged, so the leader tells the others (Member.leaseKept: at once on the
  *   leader, within a heartbeat on the others, through RENEWED envelopes);
- *   every member reports every renewal of a claim's lease, once (the
- *   server's own keepalive of a waiting claim included). A renewal
- *   that comes to a member during a leader change may go unreported.
+ *   every member reports every renewal of a holding, once (not those of a
+ *   waiting claim, which the server itself keeps alive). A renewal that
+ *   comes during a leader change, or reaches a follower before it applied
+ *   the claim, goes unreported.
  * Events carry the claim (resource, holder, lease, fencing token) and the
  * revision of the entry (renew: the member's current revision).
  *
@@ -75,13 +76,15 @@ export class LeaseEventHub {
 
   /**
    * The leader renewed lease `id` (Member.leaseKept): "renew" for its claim,
-   * if it holds one. Answers whether it does (then the leader shares it).
+   * if it holds one that holds its resource (a waiting claim's renewals, which
+   * the server makes itself, are not news). Answers whether it does (then the
+   * leader shares it).
    */
   kept(id: LeaseId): boolean {
-    const claim = this.machine().claimOfRenewedLease(id);
-    if (claim === undefined) return false;
-    if (this.subscribers.size > 0)
-      this.emit({ type: "renew", claim, revision: this.machine().currentRevision() });
+    const m = this.machine();
+    const claim = m.claimOfRenewedLease(id);
+    if (claim === undefined || m.resourceHolder(claim.resource)?.lease !== claim.lease) return false;
+    if (this.subscribers.size > 0) this.emit({ type: "renew", claim, revision: m.currentRevision() });
     return true;
   }
 

@@ -51,6 +51,7 @@ import {
   resourceNamesPrefix,
   resourcePrefix,
   revision,
+  semaphoreKey,
 } from "../state/index.ts";
 import type { ApiHost, CallInfo } from "./context.ts";
 import { ErrorAnswer } from "./context.ts";
@@ -376,22 +377,30 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
 async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
-  await host.authorize(call, []);
   const find = (m: StateMachine) => m.claimsOfLease(id)[0];
   const claim = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
   if (claim === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no resource`);
-  const ttl = await keepClaim(host, id, holder, `"${claim.resource}"`, claim.holder);
+  const key = resourceKey(claim.resource, id);
+  const ttl = await keepClaim(host, call, key, id, holder, `"${claim.resource}"`, claim.holder);
   return { header: host.header(), ttl };
 }
 
-/** The holder check and the leader's keepalive of a claim's lease; the TTL it now runs. */
+/**
+ * The checks and the leader's keepalive of a claim's lease; the TTL it now
+ * runs. While auth is on the caller must be allowed to write the claim key (etcd's
+ * LeaseKeepAlive checks write on a lease's keys likewise); the holder named
+ * must be the claim's.
+ */
 async function keepClaim(
   host: ApiHost,
+  call: CallInfo,
+  key: Uint8Array,
   id: LeaseId,
   holder: string,
   what: string,
   claimHolder: string,
 ): Promise<number> {
+  await host.authorize(call, [{ key, type: "write" }]);
   if (claimHolder !== holder)
     throw new LeaseholdError(
       "notHolder",
@@ -470,7 +479,6 @@ function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>): void {
 async function renewAny(host: ApiHost, w: W, call: CallInfo): Promise<number> {
   const id = leaseOf(w);
   const holder = holderOf(w);
-  await host.authorize(call, []);
   const find = (m: StateMachine) => {
     const claim = m.claimsOfLease(id)[0];
     if (claim !== undefined) return { claim, semaphore: undefined };
@@ -481,10 +489,18 @@ async function renewAny(host: ApiHost, w: W, call: CallInfo): Promise<number> {
   if (found === undefined) throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no claim`);
   if (found.claim !== undefined) {
     const c = found.claim;
-    return keepClaim(host, id, holder, `"${c.resource}"`, c.holder);
+    return keepClaim(host, call, resourceKey(c.resource, id), id, holder, `"${c.resource}"`, c.holder);
   }
   const s = found.semaphore;
-  return keepClaim(host, id, holder, `semaphore "${s.semaphore}"`, s.holder);
+  return keepClaim(
+    host,
+    call,
+    semaphoreKey(s.semaphore, id),
+    id,
+    holder,
+    `semaphore "${s.semaphore}"`,
+    s.holder,
+  );
 }
 
 async function release(host: ApiHost, w: W, call: CallInfo): Promise<W> {

@@ -48,6 +48,7 @@ import {
   permitsProblem,
   prefixEnd,
   revision,
+  semaphoreKey,
   semaphoreNameProblem,
   semaphorePrefix,
   semaphoreView,
@@ -198,11 +199,12 @@ async function acquire(host: ApiHost, w: W, call: CallInfo): Promise<W> {
 async function renew(host: ApiHost, w: W, call: CallInfo): Promise<W> {
   const id = leaseOf(w);
   const holder = holderOf(w);
-  await host.authorize(call, []);
   const find = (m: StateMachine): SemaphoreClaim | undefined => m.semaphoreClaimsOfLease(id)[0];
   const claim = (await host.member.read(false, find)) ?? (await host.member.read(true, find));
   if (claim === undefined)
     throw new LeaseholdError("notFound", `lease ${hexLease(id)} holds no semaphore claim`);
+  // As etcd's LeaseKeepAlive: the caller must be allowed to write the lease's (claim) key.
+  await host.authorize(call, [{ key: semaphoreKey(claim.semaphore, id), type: "write" }]);
   if (claim.holder !== holder)
     throw new LeaseholdError(
       "notHolder",

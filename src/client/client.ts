@@ -12,9 +12,10 @@
  *   (errors.ts isRetryable: unavailable, no leader, leader changed, timeouts)
  *   the client moves to the next endpoint and retries with capped exponential
  *   backoff until the call's deadline (`timeoutMs`, default 5 s) or its
- *   `signal` aborts; a call the deadline stops fails with the last failure
- *   it retried (the refused handshake, the missing leader), not a bare
- *   DeadlineExceeded. TLS is on when `tls` is given or an endpoint says
+ *   `signal` aborts; a read the deadline stops fails with the last failure it
+ *   retried (the refused handshake, the missing leader), not a bare
+ *   DeadlineExceeded; a write so stopped fails with DeadlineExceeded naming
+ *   that failure (its last attempt may have been applied). TLS is on when `tls` is given or an endpoint says
  *   https://.
  * - Mutations (acquire, release, fencedPut, counters) carry an idempotency key:
  *   this client's id and a sequence number per mutation, in the
@@ -46,6 +47,7 @@ import { loadEtcdApi, type WireMessage } from "../api/index.ts";
 import { SESSION_CLIENT_ID_HEADER, SESSION_SEQ_HEADER } from "../api/leasehold-common.ts";
 import {
   CancelledError,
+  DeadlineExceededError,
   isRetryable,
   isTokenRefused,
   type LeaseholdClientError,
@@ -230,6 +232,8 @@ export class LeaseholdClient {
   /** Leader discovery: done once before the first call, again in the background after a failover. */
   private discovered = false;
   private discovery: Promise<void> | undefined;
+  /** Failovers so far (moveOff): a discovery answered after one is stale. */
+  private failovers = 0;
   private readonly clientId = `c-${randomBytes(9).toString("base64url")}`;
   /** Sessions with no mutation in flight (see mutate), and how many were made. */
   private readonly freeLanes: { readonly clientId: string; seq: number }[] = [];
@@ -369,6 +373,7 @@ export class LeaseholdClient {
     let backoff = BACKOFF_FIRST_MS;
     let reauthed = false;
     for (;;) {
+      if (this.closed) throw new CancelledError("the client is closed");
       const create: W = { key: k };
       if (options.prefix === true) create.range_end = prefixEndOf(k);
       if (next !== undefined) create.start_revision = next;
@@ -705,17 +710,18 @@ export class LeaseholdClient {
   findLeader(): Promise<void> {
     if (this.closed || this.endpoints.length === 1) return Promise.resolve();
     this.discovered = true;
+    const generation = this.failovers;
     this.discovery ??= this.status({ timeoutMs: DISCOVERY_TIMEOUT_MS })
       .then((answers) => {
-        let newest: EndpointStatus | undefined;
-        for (const a of answers)
-          if (
-            a.leader !== undefined &&
-            a.leader !== 0n &&
-            (newest === undefined || a.raftTerm! > newest.raftTerm!)
-          )
-            newest = a;
-        const i = answers.findIndex((a) => newest !== undefined && a.memberId === newest.leader);
+        // A failover since the question was asked: the answers may name the member that just failed.
+        if (this.failovers !== generation) return;
+        // Only the newest term's word: a member of an older term may not know it was deposed.
+        let term = 0;
+        for (const a of answers) if (a.raftTerm !== undefined && a.raftTerm > term) term = a.raftTerm;
+        const leader = answers.find(
+          (a) => a.raftTerm === term && a.leader !== undefined && a.leader !== 0n,
+        )?.leader;
+        const i = answers.findIndex((a) => leader !== undefined && a.memberId === leader);
         if (i >= 0) this.current = i;
       })
       .catch(() => {})
@@ -748,6 +754,7 @@ export class LeaseholdClient {
   private moveOff(endpoint: string): void {
     if (this.endpoints.length === 1 || this.endpoint !== endpoint) return;
     this.current++;
+    this.failovers++;
     void this.findLeader();
   }
 
@@ -793,8 +800,10 @@ export class LeaseholdClient {
     control: CallControl,
     session?: { clientId: string; seq: number },
   ): Promise<W> {
-    return this.withRetries(control, (endpoint, deadline) =>
-      this.once(endpoint, service, method, req, deadline, control.signal, session),
+    return this.withRetries(
+      control,
+      (endpoint, deadline) => this.once(endpoint, service, method, req, deadline, control.signal, session),
+      session !== undefined,
     );
   }
 
@@ -873,6 +882,8 @@ export class LeaseholdClient {
   private async withRetries(
     control: CallControl,
     attempt: (endpoint: string, deadline: number) => Promise<W>,
+    /** A write: a timed-out attempt may have been applied, so the caller must hear "deadline exceeded". */
+    mutation = false,
   ): Promise<W> {
     if (this.closed) throw new CancelledError("the client is closed");
     const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -895,8 +906,14 @@ export class LeaseholdClient {
           reauthenticated = true;
           continue;
         }
-        // The deadline cut a retry short: the failure before it says more than "deadline exceeded".
-        if (err.kind === "deadlineExceeded" && last !== undefined) throw last;
+        // The deadline cut a retry short: the failure before it says more than "deadline exceeded". Not for a
+        // write: the attempt cut short may have been applied, and "no leader" would read as "nothing happened".
+        if (err.kind === "deadlineExceeded" && last !== undefined) {
+          if (!mutation) throw last;
+          throw new DeadlineExceededError(`${err.message} (retrying after: ${last.message})`, {
+            cause: last,
+          });
+        }
         if (!isRetryable(err)) throw err;
         last = err;
         const left = deadline - Date.now();
@@ -1113,6 +1130,11 @@ function drainStream<T>(
   let ended = false;
   const push = (x: T | Error | "end") => {
     if (ended) return;
+    if (queue.length >= STREAM_QUEUE_MAX && x !== "end" && !(x instanceof Error)) {
+      // Nobody reads: end with an error rather than hold the stream's items without bound.
+      x = new CancelledError(`leasehold: the stream was not read (${STREAM_QUEUE_MAX} items waiting)`);
+      stop();
+    }
     if (x === "end") {
       ended = true;
       onEnd?.(undefined);
@@ -1133,7 +1155,10 @@ function drainStream<T>(
   });
   stream.on("error", (e: unknown) => push(toClientError(e)));
   stream.on("end", () => push("end"));
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     signal?.removeEventListener("abort", onAbort);
     stream.on("error", () => {});
     stream.cancel();
@@ -1144,7 +1169,7 @@ function drainStream<T>(
   };
   if (signal?.aborted === true) onAbort();
   else signal?.addEventListener("abort", onAbort, { once: true });
-  return (async function* () {
+  const generator = (async function* () {
     try {
       for (;;) {
         const x = queue.shift();
@@ -1165,7 +1190,24 @@ function drainStream<T>(
       stop();
     }
   })();
+  // Ending a generator never started skips its finally: stop the stream here too.
+  const ret = generator.return.bind(generator);
+  const thr = generator.throw.bind(generator);
+  generator.return = (value) => {
+    push("end");
+    stop();
+    return ret(value);
+  };
+  generator.throw = (e) => {
+    push("end");
+    stop();
+    return thr(e);
+  };
+  return generator;
 }
+
+/** Items a stream may hold unread before it is ended (drainStream). */
+const STREAM_QUEUE_MAX = 10_000;
 
 /** LeaseEvent.Type CREATED: the first message of a stream, not an event. */
 const LEASE_EVENT_CREATED = 7;

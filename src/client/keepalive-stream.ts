@@ -12,18 +12,28 @@
  *   and again after it broke. It breaks (every renewal on it rejects with
  *   UnavailableError, and `onBroken` is told, so the client moves to another
  *   member) when the server ends it or fails it, when an answer is retryable
- *   (no leader, leader changed: this member cannot renew now) or refuses the
- *   stream's auth token (the client authenticates again), and when a
- *   renewal is abandoned (`signal`) without the stream having answered
- *   anything since it was sent: a member that answers nothing is as good as
- *   gone, and its stream would keep every lease waiting behind it.
+ *   (no leader, leader changed: this member cannot renew now), and when a
+ *   renewal times out (`signal` aborted with a DeadlineExceededError, the
+ *   keeper's attempt bound) without the stream having answered anything
+ *   since it was sent: a member that answers nothing is as good as gone, and
+ *   its stream would keep every lease waiting behind it. A renewal abandoned
+ *   for another reason (its lease released or closed) breaks nothing. A
+ *   refused auth token breaks the stream without failing over (the client
+ *   authenticates again; the next renewal opens a new stream).
  * - `close()` cancels the stream and rejects what is in flight.
  */
 
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { WireMessage } from "../api/index.ts";
 import { ERROR_KIND_TRAILER } from "../api/leasehold-errors.ts";
-import { CancelledError, isRetryable, isTokenRefused, toClientError, UnavailableError } from "./errors.ts";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  isRetryable,
+  isTokenRefused,
+  toClientError,
+  UnavailableError,
+} from "./errors.ts";
 
 type W = WireMessage;
 
@@ -74,7 +84,12 @@ export class KeepAliveChannel {
         if (p === undefined) return;
         this.pending.delete(seq);
         p.reject(signal.reason);
-        if (p.stream === this.stream && p.stream.answers === p.answersAtSend)
+        // Timed out on a stream silent since: as good as gone. (Abandoned because the lease ended: nothing wrong.)
+        if (
+          signal.reason instanceof DeadlineExceededError &&
+          p.stream === this.stream &&
+          p.stream.answers === p.answersAtSend
+        )
           this.breakStream(
             p.stream,
             new UnavailableError("leasehold: the keepalive stream answered nothing"),
@@ -129,13 +144,15 @@ export class KeepAliveChannel {
     }
     const err = toClientError(refusal(code, String(m.error_kind ?? ""), String(m.error_message ?? "")));
     p.reject(err);
-    // This member cannot renew now, or does not know the stream's token (the client gets a new one): a new stream.
-    if (isRetryable(err) || isTokenRefused(err))
-      this.breakStream(stream, new UnavailableError(`leasehold: ${err.message}`));
+    // This member cannot renew now (another may: fail over), or does not know the stream's token (the client
+    // gets a new one: a new stream, same member).
+    if (isRetryable(err)) this.breakStream(stream, new UnavailableError(`leasehold: ${err.message}`));
+    else if (isTokenRefused(err))
+      this.breakStream(stream, new UnavailableError(`leasehold: ${err.message}`), { failover: false });
   }
 
   /** Ends `stream` (if still the current one): its renewals reject with `err`, onBroken is told. */
-  private breakStream(stream: OpenStream, err: Error): void {
+  private breakStream(stream: OpenStream, err: Error, how: { failover: boolean } = { failover: true }): void {
     if (stream.broken) return;
     stream.broken = true;
     if (this.stream === stream) this.stream = undefined;
@@ -148,7 +165,7 @@ export class KeepAliveChannel {
     stream.call.removeAllListeners("end");
     stream.call.on("error", () => {});
     stream.call.cancel();
-    if (!this.closed) this.onBroken(stream.endpoint);
+    if (!this.closed && how.failover) this.onBroken(stream.endpoint);
   }
 }
 

@@ -80,7 +80,7 @@ describe("lock-delay", () => {
     expect((during.waiters as W[]).map((h) => h.holder)).toEqual(["b"]);
     const b = (await waiter.answer).holding as W;
     expect(Number(b.fencing_token)).toBeGreaterThan(Number(a.fencing_token));
-    // EXPIRE a, then GRANT b (RENEW of b's claim, which the server keeps alive while it waits, aside).
+    // EXPIRE a, then GRANT b (and b's RENEW once it holds: the server renews a claim once more when it holds).
     expect(events.slice(events.indexOf("4 a")).filter((e) => !e.startsWith("2 "))).toEqual(["4 a", "0 b"]);
     stream.cancel();
     await node.unary("leasehold.v1.Leases", "Release", { resource: "ld", lease_id: b.lease_id, holder: "b" });

@@ -168,3 +168,39 @@ it("serverStream (etcd Election.Observe) opens again on the other endpoint and g
     await client.close();
   }
 });
+
+it("a subscription ended before it was read (return() on events()) cancels its stream", async () => {
+  const client = await connect({ endpoints: [`127.0.0.1:${member.port}`] });
+  try {
+    // Watch the stream the client opens for Events (a private method: the stream is not exposed).
+    let cancelled = 0;
+    const c = client as unknown as { client(e: string, s: string): Record<string, unknown> };
+    const orig = c.client.bind(client);
+    c.client = (e, s) => {
+      const svc = orig(e, s);
+      if (s !== "leasehold.v1.Leases") return svc;
+      return new Proxy(svc, {
+        get: (t, p) =>
+          p !== "Events"
+            ? Reflect.get(t, p)
+            : (...args: unknown[]) => {
+                const stream = (t.Events as (...a: unknown[]) => { cancel(): void }).apply(t, args);
+                const cancel = stream.cancel.bind(stream);
+                stream.cancel = () => {
+                  cancelled++;
+                  cancel();
+                };
+                return stream;
+              },
+      });
+    };
+    const sub = client.events("fo-unread/");
+    await sub.ready;
+    expect(cancelled).toBe(0);
+    await sub.return(undefined);
+    expect(cancelled).toBe(1);
+    expect(await sub.next()).toEqual({ done: true, value: undefined });
+  } finally {
+    await client.close();
+  }
+});

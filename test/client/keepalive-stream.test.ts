@@ -13,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
 import {
   CancelledError,
+  DeadlineExceededError,
   EtcdError,
   isRetryable,
   NotHolderError,
@@ -113,6 +114,22 @@ describe("KeepAliveChannel", () => {
     expect(await next).toBe(30);
   });
 
+  it("a refused token breaks the stream without failing over: the next renewal opens one on the same member", async () => {
+    const { calls, broken, channel } = setup();
+    const p = channel.renew(10n, "alice", never);
+    calls[0]!.answer(calls[0]!.sent[0]!.seq, {
+      error_code: status.UNAUTHENTICATED,
+      error_kind: "",
+      error_message: "etcdserver: invalid auth token",
+    });
+    expect(await p.catch((e: unknown) => e)).toBeInstanceOf(EtcdError);
+    expect(calls[0]!.cancelled).toBe(true);
+    expect(broken).toEqual([]);
+    channel.renew(10n, "alice", never).catch(() => {});
+    expect(calls).toHaveLength(2);
+    channel.close();
+  });
+
   it("a stream that fails rejects everything in flight as unavailable", async () => {
     const { calls, broken, channel } = setup();
     const ps = [channel.renew(1n, "a", never), channel.renew(2n, "b", never)];
@@ -132,18 +149,25 @@ describe("KeepAliveChannel", () => {
     const p2 = channel.renew(2n, "b", never);
     calls[0]!.answer(calls[0]!.sent[1]!.seq, { ttl: "9" });
     expect(await p2).toBe(9);
-    slow.abort(new Error("attempt timed out"));
+    slow.abort(new DeadlineExceededError("attempt timed out"));
     expect(((await p1.catch((e: unknown) => e)) as Error).message).toBe("attempt timed out");
     expect(broken).toEqual([]);
-    // Silent since the renewal was sent: broken, and the client moves on.
+    // Abandoned because its lease ended (released, closed), on a silent stream: nothing wrong with the stream.
+    const released = new AbortController();
+    const p5 = channel.renew(5n, "e", released.signal);
+    released.abort(new CancelledError("leasehold: the lease keeper stopped"));
+    await expect(p5).rejects.toBeInstanceOf(CancelledError);
+    expect(broken).toEqual([]);
+    expect(calls[0]!.cancelled).toBe(false);
+    // Timed out, silent since the renewal was sent: broken, and the client moves on.
     const silent = new AbortController();
     const p3 = channel.renew(3n, "c", silent.signal);
     const p4 = channel.renew(4n, "d", never);
-    silent.abort(new Error("attempt timed out"));
+    silent.abort(new DeadlineExceededError("attempt timed out"));
     await expect(p3).rejects.toThrow("attempt timed out");
     expect(await p4.catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
     expect(broken).toEqual(["e1"]);
-    channel.renew(5n, "e", never).catch(() => {});
+    channel.renew(6n, "f", never).catch(() => {});
     expect(calls).toHaveLength(2);
     channel.close();
   });

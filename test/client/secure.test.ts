@@ -126,6 +126,17 @@ describe("the SDK over TLS with auth", () => {
       const denied = await reader.acquire("secure/db2", { ttl: 30 }).catch((e: unknown) => e);
       expect(denied).toBeInstanceOf(EtcdError);
       expect((denied as EtcdError).etcdName).toBe("PermissionDenied");
+      // Keeping someone else's claim alive needs write permission on its key, on the stream as in Renew.
+      const rootLease = await root.acquire("secure/kept", { ttl: 30, holder: "root-job" });
+      const viaStream = await reader
+        .renewLease(rootLease.id, "root-job", new AbortController().signal)
+        .catch((e: unknown) => e);
+      expect((viaStream as EtcdError).etcdName).toBe("PermissionDenied");
+      const viaRenew = await reader
+        .call("leasehold.v1.Leases", "Renew", { lease_id: rootLease.id.toString(), holder: "root-job" }, {})
+        .catch((e: unknown) => e);
+      expect((viaRenew as EtcdError).etcdName).toBe("PermissionDenied");
+      await rootLease.release();
     } finally {
       await reader.close();
     }
