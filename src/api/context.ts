@@ -72,6 +72,12 @@ export interface ApiHost {
    * is served (etcd 3.4: Status and serializable Range).
    */
   unary(handler: (w: W, call: CallInfo) => Promise<W>, learnerOk?: (w: W) => boolean): Unary;
+  /**
+   * etcd refuses every stream on a learner ("rpc not supported for learner",
+   * which clients take as "try another member"): ends `call` so if this
+   * member is one, and answers whether it did.
+   */
+  refuseLearnerStream(call: NodeJS.EventEmitter): boolean;
   /** The etcd error for a failure (see the header). */
   toServiceError(err: unknown): ServiceError;
   log(level: "info" | "warn" | "error", msg: string): void;

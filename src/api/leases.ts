@@ -200,6 +200,7 @@ async function streamEvents(
   call: ServerWritableStream<W, W>,
   events: LeaseEventHub,
 ): Promise<void> {
+  if (host.refuseLearnerStream(call)) return;
   const fail = (err: unknown) => {
     call.on("error", () => {});
     call.emit("error", host.toServiceError(err));
@@ -424,6 +425,7 @@ const KEEPALIVE_INFLIGHT_MAX = 512;
  * being read).
  */
 function keepAliveStream(host: ApiHost, call: ServerDuplexStream<W, W>): void {
+  if (host.refuseLearnerStream(call)) return;
   let inFlight = 0;
   let blocked = false;
   let paused = false;

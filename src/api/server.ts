@@ -403,7 +403,7 @@ export class ApiServer implements ApiHost {
   }
 
   /** etcd refuses every stream on a learner; true if this one was refused. */
-  private refuseLearnerStream(call: ServerDuplexStream<W, W>): boolean {
+  refuseLearnerStream(call: NodeJS.EventEmitter): boolean {
     if (!this.isLearner()) return false;
     call.on("error", () => {});
     call.emit("error", etcdServiceError("NotSupportedForLearner"));

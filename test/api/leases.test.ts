@@ -12,6 +12,7 @@ import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
 import { recipeWaiters } from "../../src/api/recipes.ts";
+import { emptySnapshot, logIndex, memberId, NO_MEMBER, term } from "../../src/raft/index.ts";
 import { B, type Pending, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
@@ -310,5 +311,37 @@ describe("Fences", () => {
       (await failure(fences("CheckFence", { resource: "store", fencing_token: a.fencing_token }))).code,
     ).toBe(status.FAILED_PRECONDITION);
     await leases("Release", { resource: "store", lease_id: b.lease_id, holder: "b" });
+  });
+});
+
+describe("a learner refuses leasehold.v1 (etcd's rule: try another member)", () => {
+  it("answers 'rpc not supported for learner', Unavailable, to Acquire, KeepAlive and Events", async () => {
+    // Member 1 as a learner of a cluster whose voter (2) is not running: it never leads.
+    const learner = await new RecipeNode([], {
+      hardState: { term: term(1), vote: NO_MEMBER, commit: logIndex(0) },
+      snapshot: emptySnapshot({ voters: [memberId(2)], learners: [memberId(1)] }),
+      entries: [],
+      applied: logIndex(0),
+    }).start();
+    try {
+      const refused = { code: status.UNAVAILABLE, message: "etcdserver: rpc not supported for learner" };
+      const acquire = await failure(
+        learner.unary("leasehold.v1.Leases", "Acquire", { resource: "r", holder: "h", ttl: 5 }),
+      );
+      expect({ code: acquire.code, message: acquire.message }).toEqual(refused);
+      const c = learner.client("leasehold.v1.Leases") as unknown as {
+        KeepAlive(md: Metadata): NodeJS.EventEmitter & { write(m: W): void };
+        Events(req: W, md: Metadata): NodeJS.EventEmitter;
+      };
+      for (const stream of [c.KeepAlive(new Metadata()), c.Events({ prefix: "" }, new Metadata())]) {
+        stream.on("error", () => {});
+        const st = await new Promise<{ code: number; details: string }>((resolve) =>
+          stream.on("status", resolve),
+        );
+        expect({ code: st.code, message: st.details }).toEqual(refused);
+      }
+    } finally {
+      await learner.stop();
+    }
   });
 });
