@@ -43,6 +43,8 @@ const SERVICES = {
   Watch: ["etcdserverpb", "Watch"],
   Maintenance: ["etcdserverpb", "Maintenance"],
   Lock: ["v3lockpb", "Lock"],
+  // leasehold's own (leasehold.v1): only leasehold serves it.
+  Leases: ["leasehold", "v1", "Leases"],
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 
@@ -55,7 +57,11 @@ function constructors(): Record<ServiceName, Ctor> {
       Record<string, Ctor>
     >;
     const out: Partial<Record<ServiceName, Ctor>> = {};
-    for (const [name, [pkg, svc]] of Object.entries(SERVICES)) out[name as ServiceName] = pkgs[pkg]![svc]!;
+    for (const [name, path] of Object.entries(SERVICES)) {
+      let o: unknown = pkgs;
+      for (const part of path) o = (o as Record<string, unknown>)[part];
+      out[name as ServiceName] = o as Ctor;
+    }
     ctors = out as Record<ServiceName, Ctor>;
   }
   return ctors;
@@ -115,7 +121,11 @@ export class BenchClient {
     });
   }
 
-  stream(i: number, service: "Lease" | "Watch", method: "LeaseKeepAlive" | "Watch"): Duplex {
+  stream(
+    i: number,
+    service: "Lease" | "Watch" | "Leases",
+    method: "LeaseKeepAlive" | "Watch" | "KeepAlive",
+  ): Duplex {
     const c = this.client(i, service) as Client & Record<string, (md: Metadata) => Duplex>;
     return c[method]!.call(c, new Metadata());
   }

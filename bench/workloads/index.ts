@@ -6,6 +6,7 @@
 import type { WorkloadDef } from "../harness/workload.ts";
 import { expiry } from "./expiry.ts";
 import { failover } from "./failover.ts";
+import { holderKeepalive } from "./holder-keepalive.ts";
 import { keepalive } from "./keepalive.ts";
 import { lock } from "./lock.ts";
 import { memory } from "./memory.ts";
@@ -15,6 +16,7 @@ import { watch } from "./watch.ts";
 export const WORKLOADS: readonly WorkloadDef[] = [
   grant,
   keepalive,
+  holderKeepalive,
   put,
   putSharedLease,
   lock,

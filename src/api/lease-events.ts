@@ -75,16 +75,20 @@ export class LeaseEventHub {
   }
 
   /**
-   * The leader renewed lease `id` (Member.leaseKept): "renew" for its claim,
-   * if it holds one that holds its resource (a waiting claim's renewals, which
-   * the server makes itself, are not news). Answers whether it does (then the
-   * leader shares it).
+   * Lease `id` was renewed (Member.leaseKept; on the leader at once, on the
+   * others from RENEWED): "renew" for its claim, if it holds one that holds
+   * its resource (a waiting claim's renewals, which the server makes itself,
+   * are not news). Answers whether the other members should hear of it: the
+   * lease may hold a claim (a cheap test; each member looks closer only when
+   * someone subscribes).
    */
   kept(id: LeaseId): boolean {
     const m = this.machine();
+    if (!m.mayHoldClaim(id)) return false;
+    if (this.subscribers.size === 0) return true;
     const claim = m.claimOfRenewedLease(id);
-    if (claim === undefined || m.resourceHolder(claim.resource)?.lease !== claim.lease) return false;
-    if (this.subscribers.size > 0) this.emit({ type: "renew", claim, revision: m.currentRevision() });
+    if (claim !== undefined && m.resourceHolder(claim.resource)?.lease === claim.lease)
+      this.emit({ type: "renew", claim, revision: m.currentRevision() });
     return true;
   }
 

@@ -253,6 +253,15 @@ export class LeaseTable {
     return lease === undefined ? undefined : sortedKeys(lease).map(keyStringToBytes);
   }
 
+  /** Whether some key attached to lease `id` (as a key string, bytesToKeyString) passes `test`; unsorted, no copies. */
+  someKey(id: LeaseId, test: (key: string) => boolean): boolean {
+    const keys = this.leases.get(id)?.keys;
+    if (keys === undefined) return false;
+    if (typeof keys === "string") return test(keys);
+    for (const k of keys) if (test(k)) return true;
+    return false;
+  }
+
   /** The number of keys attached to lease `id` (0 if there is no such lease). */
   keyCount(id: LeaseId): number {
     const lease = this.leases.get(id);

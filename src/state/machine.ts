@@ -100,6 +100,7 @@ import {
   holderValue,
   lockDelayConfigKey,
   lockDelayKey,
+  RESOURCE_KEY_PREFIX,
   releaseDeadlineKey,
   releaseRequestKey,
   releaseRequestOf,
@@ -1254,6 +1255,18 @@ export class StateMachine {
     assert(r.ok, "machine: a range of the current revision failed");
     const kv = r.kvs[0];
     return kv === undefined ? undefined : claimOf(kv);
+  }
+
+  /**
+   * Whether lease `id` may hold a resource claim: a key under the claim
+   * prefix among at most CLAIM_LEASE_KEYS_MAX keys. No reads, no copies: for
+   * every keepalive the leader answers (Member.leaseKept).
+   */
+  mayHoldClaim(id: LeaseId): boolean {
+    const n = this.leases.keyCount(id);
+    return (
+      n > 0 && n <= CLAIM_LEASE_KEYS_MAX && this.leases.someKey(id, (k) => k.startsWith(RESOURCE_KEY_PREFIX))
+    );
   }
 
   /**

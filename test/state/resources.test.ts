@@ -131,7 +131,7 @@ describe("acquire", () => {
     expect(h.m.resourceHolder("db")?.holder).toBe("alice");
   });
 
-  it("claimOfRenewedLease finds a claim's lease cheaply and nothing on other leases", () => {
+  it("mayHoldClaim and claimOfRenewedLease find a claim's lease cheaply and nothing on other leases", () => {
     const h = new Harness();
     h.run(acquire("db", "alice", 5n, false));
     h.run({
@@ -139,16 +139,19 @@ describe("acquire", () => {
       request: { key: b("leasehold/lock-delay-of/db\u0000x"), value: b("1"), lease: leaseId(5n) },
     });
     expect(h.m.claimOfRenewedLease(leaseId(5n))).toMatchObject({ resource: "db", holder: "alice" });
+    expect(h.m.mayHoldClaim(leaseId(5n))).toBe(true);
     h.run({ type: "leaseGrant", id: leaseId(9n), ttlSeconds: 10 });
     expect(h.m.claimOfRenewedLease(leaseId(9n))).toBeUndefined(); // no keys
     h.run({ type: "put", request: { key: b("app/x"), value: b("1"), lease: leaseId(9n) } });
     expect(h.m.claimOfRenewedLease(leaseId(9n))).toBeUndefined(); // keys, none a claim
+    expect(h.m.mayHoldClaim(leaseId(9n))).toBe(false);
     expect(h.m.claimOfRenewedLease(leaseId(77n))).toBeUndefined(); // no such lease
     // A lease carrying many keys is not a claim's lease (the etcd API could copy the layout): not looked at.
     for (let i = 0; i < 8; i++)
       h.run({ type: "put", request: { key: b(`app/many/${i}`), value: b("1"), lease: leaseId(5n) } });
     expect(h.m.claimsOfLease(leaseId(5n))).toHaveLength(1);
     expect(h.m.claimOfRenewedLease(leaseId(5n))).toBeUndefined();
+    expect(h.m.mayHoldClaim(leaseId(5n))).toBe(false);
   });
 
   it("fails like a lease grant for a lease id in use, and changes nothing", () => {
