@@ -152,6 +152,20 @@ describe("member write and send order", () => {
     expect(m.raft.log.committed).toBe(noop!.index);
   });
 
+  it("a follower hears of renewals (RENEWED) from its leader only", () => {
+    const m = followerOfOne(() => true, 2000);
+    const kept: bigint[] = [];
+    m.leaseKept = (lease) => {
+      kept.push(lease);
+      return true;
+    };
+    // Member 3 is not the leader (a deposed one, or confused): ignored.
+    m.receive(memberId(3), encodeEnvelope({ kind: "renewed", leases: [7n] }));
+    expect(kept).toEqual([]);
+    m.receive(memberId(1), encodeEnvelope({ kind: "renewed", leases: [5n, 6n] }));
+    expect(kept).toEqual([leaseId(5n), leaseId(6n)]);
+  });
+
   it("a follower's forwarded requests leave in one BATCH per turn; nothing leaves once it is stopped", async () => {
     const sends: { to: number; kinds: string[] }[] = [];
     const m = followerOfOne((to, payload) => {
