@@ -672,62 +672,71 @@ export class LeaseholdClient {
   async status(control: CallControl = {}): Promise<EndpointStatus[]> {
     if (this.closed) throw new CancelledError("the client is closed");
     const deadline = Date.now() + (control.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    return Promise.all(
-      this.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
-        try {
-          const r = await this.once(
-            endpoint,
-            "etcdserverpb.Maintenance",
-            "Status",
-            {},
-            deadline,
-            control.signal,
-          );
-          const header = r.header as W;
-          return {
-            endpoint,
-            memberId: BigInt(String(header.member_id)),
-            leader: BigInt(String(r.leader)),
-            raftTerm: Number(r.raftTerm),
-            raftIndex: Number(r.raftIndex),
-            revision: Number(header.revision),
-            errors: ((r.errors as unknown[]) ?? []).map(String),
-          };
-        } catch (e) {
-          return { endpoint, error: toClientError(e).message };
-        }
-      }),
-    );
+    return Promise.all(this.endpoints.map((endpoint) => this.statusOf(endpoint, deadline, control.signal)));
+  }
+
+  /** What `endpoint` says of itself, or why it did not answer by `deadline`. */
+  private async statusOf(
+    endpoint: string,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<EndpointStatus> {
+    try {
+      const r = await this.once(endpoint, "etcdserverpb.Maintenance", "Status", {}, deadline, signal);
+      const header = r.header as W;
+      return {
+        endpoint,
+        memberId: BigInt(String(header.member_id)),
+        leader: BigInt(String(r.leader)),
+        raftTerm: Number(r.raftTerm),
+        raftIndex: Number(r.raftIndex),
+        revision: Number(header.revision),
+        errors: ((r.errors as unknown[]) ?? []).map(String),
+      };
+    } catch (e) {
+      return { endpoint, error: toClientError(e).message };
+    }
   }
 
   /**
    * Leader discovery: asks every endpoint who leads and points calls at the
    * leader's endpoint (followers would forward to it: one hop saved per call).
-   * The newest term's answer decides, so a deposed leader that has not heard
-   * of its successor is not believed. Nothing changes if no endpoint answers or
-   * the leader is not among the endpoints. One discovery at a time.
+   * The leader answering for itself decides at once (a dead or slow endpoint
+   * does not hold the first call up); otherwise, once all answered (or
+   * DISCOVERY_TIMEOUT_MS passed), the newest term's word, so a deposed leader
+   * that has not heard of its successor is not believed. Nothing changes if no
+   * endpoint answers or the leader is not among the endpoints, nor if a
+   * failover happened meanwhile. One discovery at a time.
    */
   findLeader(): Promise<void> {
     if (this.closed || this.endpoints.length === 1) return Promise.resolve();
     this.discovered = true;
     const generation = this.failovers;
-    this.discovery ??= this.status({ timeoutMs: DISCOVERY_TIMEOUT_MS })
-      .then((answers) => {
+    this.discovery ??= new Promise<void>((resolve) => {
+      const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
+      const answers: EndpointStatus[] = [];
+      let finished = false;
+      const finish = (leaderEndpoint: string | undefined) => {
+        if (finished) return;
+        finished = true;
         // A failover since the question was asked: the answers may name the member that just failed.
-        if (this.failovers !== generation) return;
-        // Only the newest term's word: a member of an older term may not know it was deposed.
-        let term = 0;
-        for (const a of answers) if (a.raftTerm !== undefined && a.raftTerm > term) term = a.raftTerm;
-        const leader = answers.find(
-          (a) => a.raftTerm === term && a.leader !== undefined && a.leader !== 0n,
-        )?.leader;
-        const i = answers.findIndex((a) => leader !== undefined && a.memberId === leader);
-        if (i >= 0) this.current = i;
-      })
-      .catch(() => {})
-      .finally(() => {
-        this.discovery = undefined;
-      });
+        if (this.failovers === generation && leaderEndpoint !== undefined)
+          this.current = this.endpoints.indexOf(leaderEndpoint);
+        resolve();
+      };
+      for (const endpoint of this.endpoints) {
+        void this.statusOf(endpoint, deadline, undefined).then((a) => {
+          answers.push(a);
+          // The leader itself answered: no need to wait for the rest (a slow or dead endpoint would cost the
+          // whole bound). Else, when all answered: only the newest term's word (a member of an older term may
+          // not know it was deposed).
+          if (a.memberId !== undefined && a.memberId === a.leader) finish(endpoint);
+          else if (answers.length === this.endpoints.length) finish(newestLeader(answers));
+        });
+      }
+    }).finally(() => {
+      this.discovery = undefined;
+    });
     return this.discovery;
   }
 
@@ -1096,6 +1105,16 @@ export class Lease {
       throw e;
     }
   }
+}
+
+/** The endpoint of the leader that the newest term's answers name, if it is among them. */
+function newestLeader(answers: readonly EndpointStatus[]): string | undefined {
+  let term = 0;
+  for (const a of answers) if (a.raftTerm !== undefined && a.raftTerm > term) term = a.raftTerm;
+  const leader = answers.find(
+    (a) => a.raftTerm === term && a.leader !== undefined && a.leader !== 0n,
+  )?.leader;
+  return leader === undefined ? undefined : answers.find((a) => a.memberId === leader)?.endpoint;
 }
 
 /** The service of each kind of claim, and the name of its name field. */

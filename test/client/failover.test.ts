@@ -1,8 +1,7 @@
 /**
  * The SDK's streams survive losing the member they talk to: an in-process
- * member reached through a TCP proxy we can cut (listed first, so leader
- * discovery picks it: both endpoints are the same member) and directly. When
- * the proxy dies mid-stream:
+ * member reached through two TCP proxies we can cut (two endpoints, the same
+ * member); the one the client uses is cut mid-stream:
  * - watch() opens again on the other endpoint from the revision after the
  *   last one it yielded: the change made while it was cut off arrives, and
  *   nothing arrives twice;
@@ -64,12 +63,13 @@ async function proxy(): Promise<Proxy> {
 }
 
 it("watch and keepalive move to the other endpoint when theirs dies, missing and repeating nothing", async () => {
-  const direct = `127.0.0.1:${member.port}`;
-  const cutOff = await proxy();
-  const client = await connect({ endpoints: [cutOff.endpoint, direct], timeoutMs: 10_000 });
+  const pair = [await proxy(), await proxy()];
+  const client = await connect({ endpoints: pair.map((p) => p.endpoint), timeoutMs: 10_000 });
   try {
     const r0 = await client.put("fo/0", "before"); // leader discovery: the first endpoint, the proxy
-    expect(client.endpoint).toBe(cutOff.endpoint);
+    // Leader discovery picked one of the two (both reach the same member): that one will be cut.
+    const cutOff = pair.find((p) => p.endpoint === client.endpoint)!;
+    const other = pair.find((p) => p !== cutOff)!;
     const lease = await client.acquire("fo-res", { ttl: 30, holder: "fo" });
     await lease.renew(); // the KeepAlive stream is open, through the proxy
 
@@ -108,7 +108,7 @@ it("watch and keepalive move to the other endpoint when theirs dies, missing and
     await lease.renew(); // ...and goes through on the other endpoint
     expect(lease.state).toBe("valid");
     expect(lease.validUntil()).toBeGreaterThan(before);
-    expect(client.endpoint).toBe(direct);
+    expect(client.endpoint).toBe(other.endpoint);
 
     await seenCount(2);
     const w3 = await member.put("fo/3", "three");
@@ -125,11 +125,8 @@ it("watch and keepalive move to the other endpoint when theirs dies, missing and
 });
 
 it("serverStream (etcd Election.Observe) opens again on the other endpoint and goes on", async () => {
-  const cutOff = await proxy();
-  const client = await connect({
-    endpoints: [cutOff.endpoint, `127.0.0.1:${member.port}`],
-    timeoutMs: 10_000,
-  });
+  const pair = [await proxy(), await proxy()];
+  const client = await connect({ endpoints: pair.map((p) => p.endpoint), timeoutMs: 10_000 });
   try {
     const name = Buffer.from("fo-election");
     const grant = await member.call("etcdserverpb.Lease", "LeaseGrant", { TTL: 60 }, {});
@@ -143,6 +140,7 @@ it("serverStream (etcd Election.Observe) opens again on the other endpoint and g
     const first = await campaign("one");
     const stop = new AbortController();
     const seen: string[] = [];
+    let cut = "";
     for await (const r of client.serverStream(
       "v3electionpb.Election",
       "Observe",
@@ -151,7 +149,9 @@ it("serverStream (etcd Election.Observe) opens again on the other endpoint and g
     )) {
       seen.push(Buffer.from((r.kv as { value: Buffer }).value).toString());
       if (seen.length === 1) {
-        cutOff.cut(); // the stream breaks; the next answer comes from the other endpoint
+        // The stream breaks; the other endpoint answers next.
+        cut = client.endpoint;
+        pair.find((p) => p.endpoint === cut)!.cut();
       } else if (seen.length === 2) {
         // Reopened: the current leader again. Now a change, seen live.
         await member.call(
@@ -163,7 +163,7 @@ it("serverStream (etcd Election.Observe) opens again on the other endpoint and g
       } else stop.abort();
     }
     expect(seen).toEqual(["one", "one", "two"]);
-    expect(client.endpoint).toBe(`127.0.0.1:${member.port}`);
+    expect(client.endpoint).toBe(pair.find((p) => p.endpoint !== cut)!.endpoint);
   } finally {
     await client.close();
   }
@@ -202,5 +202,21 @@ it("a subscription ended before it was read (return() on events()) cancels its s
     expect(await sub.next()).toEqual({ done: true, value: undefined });
   } finally {
     await client.close();
+  }
+});
+
+it("leader discovery does not wait for an endpoint that never answers when the leader answered", async () => {
+  // Accepts connections and never says a word: a blackholed member.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const blackhole = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+  const client = await connect({ endpoints: [blackhole, `127.0.0.1:${member.port}`] });
+  try {
+    // Shorter than discovery's own bound (1 s): waiting for the blackhole would spend it all.
+    expect(await client.put("fo/discovery", "x", { timeoutMs: 500 })).toBeGreaterThan(0);
+    expect(client.endpoint).toBe(`127.0.0.1:${member.port}`);
+  } finally {
+    await client.close();
+    silent.close();
   }
 });
