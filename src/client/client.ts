@@ -447,7 +447,10 @@ export class LeaseholdClient {
    * opens at once: `ready` resolves (with the revision it starts after) once
    * the server confirmed it, so what is done after `await events.ready` is
    * reported. Renewals come from the leader's word (keepalives are not
-   * logged): within a heartbeat on a follower.
+   * logged): within a heartbeat on a follower. Unlike `watch()`, a broken
+   * stream is not resumed (events are derived as entries apply; there is no
+   * history to replay from a revision): the iterator ends with the error,
+   * and 10,000 events left unread end it too.
    */
   events(prefix: string, options: { readonly signal?: AbortSignal } = {}): Subscription<LeaseEvent> {
     if (this.closed) throw new CancelledError("the client is closed");
