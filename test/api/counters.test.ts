@@ -6,11 +6,10 @@
  * the same key, and a retried Add with the same session applied once.
  */
 
-import type { ServiceError } from "@grpc/grpc-js";
 import { Metadata, status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
-import { B, DEADLINE_MS, RecipeNode, S } from "./recipe-node.ts";
+import { B, DEADLINE_MS, failure, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
 
@@ -43,21 +42,6 @@ const revisionOf = (r: W): number => Number((r.header as W).revision);
 
 async function currentRevision(): Promise<number> {
   return revisionOf(await node.unary("etcdserverpb.KV", "Range", { key: B("-") }));
-}
-
-/** The error a call ends with: its code, message and leasehold trailers. */
-async function failure(
-  p: Promise<unknown>,
-): Promise<{ code: number; message: string; md: Record<string, string> }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as ServiceError;
-    const md: Record<string, string> = {};
-    for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) md[k] = String(v);
-    return { code: err.code, message: err.details, md };
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("Add and Get", () => {

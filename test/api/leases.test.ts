@@ -8,12 +8,12 @@
  * Nothing sleeps: "still waiting" is shown by the order in which calls answer.
  */
 
-import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
 import { recipeWaiters } from "../../src/api/recipes.ts";
 import { emptySnapshot, logIndex, memberId, NO_MEMBER, term } from "../../src/raft/index.ts";
-import { B, type Pending, RecipeNode, S } from "./recipe-node.ts";
+import { B, failure, type Pending, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
 
@@ -35,21 +35,6 @@ const leases = (method: string, req: W): Promise<W> => node.unary("leasehold.v1.
 const fences = (method: string, req: W): Promise<W> => node.unary("leasehold.v1.Fences", method, req);
 const acquireCall = (resource: string, holder: string, wait = false, ttl = 30): Pending =>
   node.call("leasehold.v1.Leases", "Acquire", { resource, holder, ttl, wait });
-
-/** The error a call ends with: its code, message and leasehold trailers. */
-async function failure(
-  p: Promise<unknown>,
-): Promise<{ code: number; message: string; md: Record<string, string> }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as ServiceError;
-    const md: Record<string, string> = {};
-    for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) md[k] = String(v);
-    return { code: err.code, message: err.details, md };
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("Acquire", () => {
   it("grants a free resource with a fencing token; the etcd API sees the claim key on the lease", async () => {

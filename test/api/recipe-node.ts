@@ -119,3 +119,18 @@ export class RecipeNode {
     return (r.kvs as W[])[0];
   }
 }
+
+/** The error a call ends with: its code, message and leasehold trailers. */
+export async function failure(
+  p: Promise<unknown>,
+): Promise<{ code: number; message: string; md: Record<string, string> }> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as ServiceError;
+    const md: Record<string, string> = {};
+    for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) md[k] = String(v);
+    return { code: err.code, message: err.details, md };
+  }
+  throw new Error("expected the call to fail");
+}

@@ -9,12 +9,11 @@
  * Nothing sleeps: "still waiting" is shown by the order in which calls answer.
  */
 
-import type { ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WireMessage } from "../../src/api/index.ts";
 import { semaphoreEvaluations, semaphoreWaiters } from "../../src/api/semaphores.ts";
-import { type Pending, RecipeNode, S } from "./recipe-node.ts";
+import { failure, type Pending, RecipeNode, S } from "./recipe-node.ts";
 
 type W = WireMessage;
 
@@ -38,21 +37,6 @@ const acquireCall = (name: string, holder: string, permits: number, wait = false
 const holdingOf = async (p: Pending): Promise<W> => (await p.answer).holding as W;
 const release = (h: W): Promise<W> =>
   sem("Release", { name: h.name, lease_id: h.lease_id, holder: h.holder });
-
-/** The error a call ends with: its code, message and leasehold trailers. */
-async function failure(
-  p: Promise<unknown>,
-): Promise<{ code: number; message: string; md: Record<string, string> }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as ServiceError;
-    const md: Record<string, string> = {};
-    for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) md[k] = String(v);
-    return { code: err.code, message: err.details, md };
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Get until `n` claims wait (each Get is a linearizable read: no timer). */
 async function waitersUntil(name: string, n: number): Promise<W> {
